@@ -1,0 +1,4 @@
+from grader.cli import main
+import sys
+
+sys.exit(main())
