@@ -1,0 +1,169 @@
+"""Running a hidden suite and collecting its outcomes as :class:`TestResult` objects.
+
+Two small plugin objects are passed to ``pytest.main``: :class:`Fixtures` provides the
+``submission``, ``profile`` and ``mnist`` fixtures the suites are written against;
+:class:`Collector` keeps, per test, the call phase or the first failing phase. Messages
+come from exceptions only (assertions run with ``--assert=plain``), never from test source.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from grader.course import Assignment
+from grader.data import Mnist, load_mnist
+from grader.errors import GraderError, SubmissionError
+from grader.profiles import Profile
+from grader.results import Status, TestResult
+from grader.submission import Submission
+
+FIGURE_PREFIX = "figure:"
+
+
+class Fixtures:
+    """The fixtures every hidden suite uses; the same suites serve every grading path."""
+
+    def __init__(self, submission: Submission, profile: Profile, mnist_path: Path | None) -> None:
+        self._submission = submission
+        self._profile = profile
+        self._mnist_path = mnist_path
+        self._mnist: Mnist | None = None
+
+    @pytest.fixture(name="submission")
+    def submission_fixture(self) -> Submission:
+        return self._submission
+
+    @pytest.fixture(name="profile")
+    def profile_fixture(self) -> Profile:
+        return self._profile
+
+    @pytest.fixture(name="mnist")
+    def mnist_fixture(self) -> Mnist:
+        if self._mnist is None:
+            self._mnist = load_mnist(self._mnist_path)
+        return self._mnist
+
+
+@dataclass
+class _Outcome:
+    status: Status = "passed"
+    message: str = ""
+    fault: str | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    grader_error: str | None = None
+
+
+def describe_failure(exc: BaseException) -> tuple[str, str | None]:
+    """A student-facing message and fault kind for an exception raised in a test."""
+    if isinstance(exc, SubmissionError):
+        return str(exc), exc.kind
+    if isinstance(exc, AssertionError):
+        return str(exc) or "a check failed", None
+    return (f"the value returned could not be checked ({type(exc).__name__}: {exc}) — compare "
+            "what your function returns with the types in the assignment's instructions"), None
+
+
+class Collector:
+    """Keeps one outcome per test: the call phase, or the first phase that did not pass."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, _Outcome] = {}
+        self.order: list[str] = []
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]
+                                  ) -> Iterator[None]:
+        report = yield
+        name = item.name
+        if name not in self.outcomes:
+            self.outcomes[name] = _Outcome()
+            self.order.append(name)
+        outcome = self.outcomes[name]
+        for key, value in item.user_properties:
+            if isinstance(key, str) and key.startswith(FIGURE_PREFIX):
+                outcome.figures[key[len(FIGURE_PREFIX):]] = value
+        if call.when == "call":
+            outcome.seconds = call.duration
+        if outcome.status != "passed":
+            return report
+        if report.skipped:
+            outcome.status = "skipped"
+            outcome.message = "skipped"
+        elif report.failed and call.excinfo is not None:
+            exc = call.excinfo.value
+            if call.when == "call" or isinstance(exc, SubmissionError):
+                outcome.status = "failed"
+                outcome.message, outcome.fault = describe_failure(exc)
+            else:
+                outcome.status = "error"
+                outcome.message = ("the grader failed on this test — tell your instructor")
+                outcome.grader_error = str(report.longrepr)
+        return report
+
+
+def run_suite(assignment: Assignment, submission: Submission, profile: Profile, *,
+              mnist_path: Path | None, public: bool = False, functions: tuple[str, ...] = ()
+              ) -> tuple[list[TestResult], list[str]]:
+    """Run the hidden (or public) suite against ``submission``.
+
+    Returns the results in the order of ``assignment.toml`` and any grader errors (staff only).
+    """
+    suite = assignment.public_dir if public else assignment.suite_dir
+    selected = [t for t in assignment.tests if not functions or t.function in functions]
+    if public:
+        args = [str(suite)]
+    else:
+        files = sorted(suite.glob("test_*.py"))
+        if not files:
+            raise GraderError(f"no hidden tests in {suite}")
+        wanted = {t.test_id for t in selected}
+        args = [str(f) for f in files]
+        args += ["-k", " or ".join(sorted(wanted))] if functions else []
+    collector = Collector()
+    plugins = [Fixtures(submission, profile, mnist_path), collector]
+    options = ["-q", "--assert=plain", "--import-mode=importlib", "-p", "no:cacheprovider", "-p", "no:randomly",
+               "--rootdir", str(suite), "--confcutdir", str(suite), "-o", "addopts=",
+               "-W", "ignore::DeprecationWarning", "-W", "ignore::UserWarning",
+               "--no-header", "-o", "console_output_style=classic"]
+    sink = io.StringIO()
+    with redirect_stdout(sink), redirect_stderr(sink):
+        code = pytest.main(options + args, plugins=plugins)
+    errors = [o.grader_error for o in collector.outcomes.values() if o.grader_error]
+    if code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR,
+                pytest.ExitCode.NO_TESTS_COLLECTED) or (code == pytest.ExitCode.INTERRUPTED):
+        errors.append(f"pytest exited with {code!r}:\n{sink.getvalue()[-4000:]}")
+    if public:
+        return [_public_result(name, collector.outcomes[name]) for name in collector.order], errors
+    results = []
+    for test in selected:
+        got = collector.outcomes.get(test.test_id)
+        if got is None:
+            got = _Outcome(status="error", message="the grader failed on this test — tell your "
+                           "instructor", grader_error=f"{test.test_id} was not collected")
+            errors.append(got.grader_error or "")
+        results.append(TestResult(
+            name=test.name, function=test.function,
+            score=test.points if got.status == "passed" else 0.0, max_score=test.points,
+            status=got.status, message=got.message, fault=got.fault, figures=got.figures,
+            seconds=round(got.seconds, 3)))
+    return results, errors
+
+
+def _public_result(test_id: str, outcome: _Outcome) -> TestResult:
+    function = test_id.removeprefix("test_").split("__")[0]
+    return TestResult(name=f"{function}: {test_id}", function=function, score=0.0,
+                      max_score=0.0, status=outcome.status, message=outcome.message,
+                      fault=outcome.fault, seconds=round(outcome.seconds, 3))
+
+
+def elapsed(start: float) -> float:
+    return round(time.perf_counter() - start, 3)
