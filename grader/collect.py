@@ -159,8 +159,8 @@ def run_suite(assignment: Assignment, submission: Submission, profile: Profile, 
 
 
 def _public_result(test_id: str, outcome: _Outcome) -> TestResult:
-    function = test_id.removeprefix("test_").split("__")[0]
-    return TestResult(name=f"{function}: {test_id}", function=function, score=0.0,
+    function, _, what = test_id.removeprefix("test_").partition("__")
+    return TestResult(name=f"{function}: {what.replace('_', ' ')}", function=function, score=0.0,
                       max_score=0.0, status=outcome.status, message=outcome.message,
                       fault=outcome.fault, seconds=round(outcome.seconds, 3))
 

@@ -111,7 +111,7 @@ class InProcessSubmission(Submission):
         import numpy as np
 
         try:
-            with warnings.catch_warnings(record=True) as caught, np.errstate(all="warn"):
+            with warnings.catch_warnings(record=True) as caught, np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
                 warnings.simplefilter("always")
                 value = target(*args, **kwargs)
             self.last_warnings = [f"{w.category.__name__}: {w.message}" for w in caught[:10]]

@@ -131,7 +131,7 @@ class Worker:
         import numpy as np
 
         try:
-            with warnings.catch_warnings(record=True) as caught, np.errstate(all="warn"):
+            with warnings.catch_warnings(record=True) as caught, np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
                 warnings.simplefilter("always")
                 value = function(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - SystemExit included: the student's fault
