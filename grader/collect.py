@@ -26,6 +26,8 @@ from grader.results import Status, TestResult
 from grader.submission import Submission
 
 FIGURE_PREFIX = "figure:"
+NOTE = "note"
+"""A passing test may say what it measured: ``record_property("note", "...")``."""
 
 
 class Fixtures:
@@ -88,13 +90,18 @@ class Collector:
             self.outcomes[name] = _Outcome()
             self.order.append(name)
         outcome = self.outcomes[name]
+        note = ""
         for key, value in item.user_properties:
             if isinstance(key, str) and key.startswith(FIGURE_PREFIX):
                 outcome.figures[key[len(FIGURE_PREFIX):]] = value
+            elif key == NOTE:
+                note = str(value)
         if call.when == "call":
             outcome.seconds = call.duration
         if outcome.status != "passed":
             return report
+        if report.passed and call.when == "call":
+            outcome.message = note
         if report.skipped:
             outcome.status = "skipped"
             outcome.message = "skipped"

@@ -41,7 +41,7 @@ def discover(paths: Iterable[Path], assignment: str) -> list[Found]:
     for path in paths:
         if path.is_file():
             parts = path.resolve().parts
-            nbgrader_like = len(parts) >= 3 and parts[-2] == assignment
+            nbgrader_like = len(parts) >= 4 and parts[-2] == assignment and parts[-4] == "submitted"
             found.append(Found(parts[-3] if nbgrader_like else path.stem, path))
         elif path.is_dir():
             root = path / "submitted" if (path / "submitted").is_dir() else path

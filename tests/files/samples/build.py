@@ -1,0 +1,414 @@
+"""Builds the sample submissions from the course's own notebooks.
+
+    .venv/bin/python tests/files/samples/build.py      # rewrite the .ipynb files here
+
+``reference.ipynb`` is the released notebook with every answer cell filled with the reference
+solution; ``stub_untouched.ipynb`` is the release as is; every other sample is the reference
+with one realistic mistake, named for it. ``MISTAKES`` also records which functions must lose
+points (the function at fault, and the functions that call it by design) — the tests read it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+
+
+@dataclass(frozen=True)
+class Mistake:
+    assignment: str
+    name: str
+    loses: tuple[str, ...]
+    """Functions that must lose points; every other function keeps full points."""
+    replace: dict[str, str]
+    """Function name → its new (mistaken) source."""
+    extra_cell: str = ""
+
+
+MISTAKES = [
+    Mistake(
+        "backprop",
+        "sigmoid_overflows",
+        ("sigmoid",),
+        {
+            "sigmoid": """
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+"""
+        },
+    ),
+    Mistake(
+        "backprop",
+        "forward_returns_lists",
+        ("forward",),
+        {
+            "forward": """
+def forward(params, x):
+    i1, i2 = x
+    net_h = [params["w1"] * i1 + params["w2"] * i2 + params["b1"],
+             params["w3"] * i1 + params["w4"] * i2 + params["b1"]]
+    out_h = [sigmoid(v) for v in net_h]
+    net_o = [params["w5"] * out_h[0] + params["w6"] * out_h[1] + params["b2"],
+             params["w7"] * out_h[0] + params["w8"] * out_h[1] + params["b2"]]
+    out_o = [sigmoid(v) for v in net_o]
+    return {"net_h": net_h, "out_h": out_h, "net_o": net_o, "out_o": np.array(out_o)}
+"""
+        },
+    ),
+    Mistake(
+        "backprop",
+        "total_error_uses_mean",
+        ("total_error", "train_step"),
+        {
+            "total_error": """
+def total_error(out_o, target):
+    return float(np.mean(0.5 * (np.asarray(target) - np.asarray(out_o)) ** 2))
+"""
+        },
+    ),
+    Mistake(
+        "backprop",
+        "backward_wrong_sign",
+        ("backward", "train_step"),
+        {
+            "backward": """
+def backward(params, x, target):
+    i1, i2 = np.asarray(x, dtype=np.float64)
+    values = forward(params, x)
+    out_h, out_o = values["out_h"], values["out_o"]
+    h1, h2 = out_h
+    delta_o = (np.asarray(target) - out_o) * out_o * (1.0 - out_o)   # sign flipped
+    delta_h1 = (delta_o[0] * params["w5"] + delta_o[1] * params["w7"]) * h1 * (1.0 - h1)
+    delta_h2 = (delta_o[0] * params["w6"] + delta_o[1] * params["w8"]) * h2 * (1.0 - h2)
+    return {"w1": delta_h1 * i1, "w2": delta_h1 * i2, "w3": delta_h2 * i1, "w4": delta_h2 * i2,
+            "w5": delta_o[0] * h1, "w6": delta_o[0] * h2, "w7": delta_o[1] * h1,
+            "w8": delta_o[1] * h2, "b1": delta_h1 + delta_h2, "b2": delta_o[0] + delta_o[1]}
+"""
+        },
+    ),
+    Mistake(
+        "backprop",
+        "backward_bias_not_shared",
+        ("backward", "train_step"),
+        {
+            "backward": """
+def backward(params, x, target):
+    i1, i2 = np.asarray(x, dtype=np.float64)
+    values = forward(params, x)
+    out_h, out_o = values["out_h"], values["out_o"]
+    h1, h2 = out_h
+    delta_o = (out_o - np.asarray(target)) * out_o * (1.0 - out_o)
+    delta_h1 = (delta_o[0] * params["w5"] + delta_o[1] * params["w7"]) * h1 * (1.0 - h1)
+    delta_h2 = (delta_o[0] * params["w6"] + delta_o[1] * params["w8"]) * h2 * (1.0 - h2)
+    return {"w1": delta_h1 * i1, "w2": delta_h1 * i2, "w3": delta_h2 * i1, "w4": delta_h2 * i2,
+            "w5": delta_o[0] * h1, "w6": delta_o[0] * h2, "w7": delta_o[1] * h1,
+            "w8": delta_o[1] * h2, "b1": delta_h1, "b2": delta_o[0]}   # only the first unit
+"""
+        },
+    ),
+    Mistake(
+        "backprop",
+        "backward_hardcoded_worked_example",
+        ("backward", "train_step"),
+        {
+            "backward": """
+def backward(params, x, target):
+    # The numbers of the worked example, copied from the tutorial.
+    return {"w1": 0.000438568, "w2": 0.000877135, "w3": 0.000497713, "w4": 0.000995425,
+            "w5": 0.082167041, "w6": 0.082667628, "w7": -0.022602540, "w8": -0.022740242,
+            "b1": 0.019935445, "b2": 0.120768206}
+"""
+        },
+    ),
+    Mistake(
+        "backprop",
+        "update_mutates_params",
+        ("update",),
+        {
+            "update": """
+def update(params, grads, lr):
+    for key in params:
+        params[key] = params[key] - lr * grads[key]
+    return params
+"""
+        },
+    ),
+    Mistake(
+        "backprop",
+        "update_skips_biases",
+        ("update", "train_step"),
+        {
+            "update": """
+def update(params, grads, lr):
+    new = dict(params)
+    for key in ["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"]:
+        new[key] = params[key] - lr * grads[key]
+    return new
+"""
+        },
+    ),
+    Mistake(
+        "backprop",
+        "train_step_uses_updated_weights",
+        ("train_step",),
+        {
+            "train_step": """
+def train_step(params, x, target, lr=0.5):
+    error = total_error(forward(params, x)["out_o"], target)
+    params = dict(params)
+    grads = backward(params, x, target)
+    for key in ["w5", "w6", "w7", "w8", "b2"]:      # output layer first ...
+        params[key] -= lr * grads[key]
+    grads = backward(params, x, target)             # ... then hidden gradients, too late
+    for key in ["w1", "w2", "w3", "w4", "b1"]:
+        params[key] -= lr * grads[key]
+    return params, error
+"""
+        },
+    ),
+    Mistake(
+        "backprop",
+        "train_step_returns_error_after",
+        ("train_step",),
+        {
+            "train_step": """
+def train_step(params, x, target, lr=0.5):
+    new_params = update(params, backward(params, x, target), lr)
+    return new_params, total_error(forward(new_params, x)["out_o"], target)
+"""
+        },
+    ),
+    Mistake(
+        "backprop",
+        "imports_tensorflow",
+        ("backward",),
+        {},
+        extra_cell="""
+import tensorflow as tf   # to check my gradients with tf.GradientTape
+""",
+    ),
+    Mistake(
+        "mnist",
+        "preprocess_labels_not_one_hot",
+        ("preprocess",),
+        {
+            "preprocess": """
+def preprocess(images, labels, kind="mlp"):
+    shapes = {"mlp": (-1, 784), "cnn": (-1, 28, 28, 1), "rnn": (-1, 28, 28)}
+    if kind not in shapes:
+        raise ValueError(f"unknown kind {kind!r}")
+    x = images.astype("float32").reshape(shapes[kind]) / 255.0
+    return x, labels.astype("float32")
+"""
+        },
+    ),
+    Mistake(
+        "mnist",
+        "preprocess_not_scaled",
+        ("preprocess",),
+        {
+            "preprocess": """
+def preprocess(images, labels, kind="mlp"):
+    shapes = {"mlp": (-1, 784), "cnn": (-1, 28, 28, 1), "rnn": (-1, 28, 28)}
+    if kind not in shapes:
+        raise ValueError(f"unknown kind {kind!r}")
+    x = images.astype("float32").reshape(shapes[kind])
+    return x, keras.utils.to_categorical(labels, 10).astype("float32")
+"""
+        },
+    ),
+    Mistake(
+        "mnist",
+        "preprocess_reshapes_in_place",
+        ("preprocess",),
+        {
+            "preprocess": """
+def preprocess(images, labels, kind="mlp"):
+    shapes = {"mlp": (len(images), 784), "cnn": (len(images), 28, 28, 1),
+              "rnn": (len(images), 28, 28)}
+    if kind not in shapes:
+        raise ValueError(f"unknown kind {kind!r}")
+    images.shape = shapes[kind]          # changes the caller's array
+    return images / np.float32(255.0), keras.utils.to_categorical(labels, 10).astype("float32")
+"""
+        },
+    ),
+    Mistake(
+        "mnist",
+        "mlp_dense_without_relu",
+        ("build_mlp",),
+        {
+            "build_mlp": """
+def build_mlp():
+    model = keras.Sequential([keras.Input(shape=(784,)), layers.Dense(128), layers.Dropout(0.2),
+                              layers.Dense(10, activation="softmax")])
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+"""
+        },
+    ),
+    Mistake(
+        "mnist",
+        "mlp_sparse_loss",
+        ("build_mlp",),
+        {
+            "build_mlp": """
+def build_mlp():
+    model = keras.Sequential([keras.Input(shape=(784,)), layers.Dense(128, activation="relu"),
+                              layers.Dropout(0.2), layers.Dense(10, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam",
+                  metrics=["accuracy"])
+    return model
+"""
+        },
+    ),
+    Mistake(
+        "mnist",
+        "cnn_valid_padding",
+        ("build_cnn",),
+        {
+            "build_cnn": """
+def build_cnn():
+    model = keras.Sequential([
+        keras.Input(shape=(28, 28, 1)),
+        layers.Conv2D(16, kernel_size=(5, 5), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Conv2D(36, kernel_size=(5, 5), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Dropout(0.25),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+"""
+        },
+    ),
+    Mistake(
+        "mnist",
+        "cnn_32_filters",
+        ("build_cnn",),
+        {
+            "build_cnn": """
+def build_cnn():
+    model = keras.Sequential([
+        keras.Input(shape=(28, 28, 1)),
+        layers.Conv2D(16, kernel_size=(5, 5), padding="same", activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Conv2D(32, kernel_size=(5, 5), padding="same", activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Dropout(0.25),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+"""
+        },
+    ),
+    Mistake(
+        "mnist",
+        "lstm_returns_sequences",
+        ("build_lstm",),
+        {
+            "build_lstm": """
+def build_lstm():
+    model = keras.Sequential([keras.Input(shape=(28, 28)),
+                              layers.LSTM(128, return_sequences=True),
+                              layers.Dense(10, activation="softmax")])
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+"""
+        },
+    ),
+    Mistake(
+        "mnist",
+        "gru_left_out",
+        ("build_gru",),
+        {
+            "build_gru": """
+# The bonus exercise is optional; I skipped it.
+"""
+        },
+    ),
+]
+
+_MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$\n?", re.MULTILINE)
+
+
+def _solutions(assignment: str) -> dict[str, str]:
+    nb = nbformat.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    return {
+        c.metadata["nbgrader"]["grade_id"]: _MARKERS.sub("", c.source)
+        for c in nb.cells
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
+
+
+def reference(assignment: str) -> nbformat.NotebookNode:
+    """The released notebook with every answer cell filled in with the reference solution."""
+    nb = nbformat.read(ROOT / "assignments" / assignment / f"{assignment}.ipynb", as_version=4)
+    answers = _solutions(assignment)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.metadata.get("nbgrader", {}).get("solution") and grade_id in answers:
+            cell.source = answers[grade_id]
+    return nb
+
+
+def with_mistake(mistake: Mistake) -> nbformat.NotebookNode:
+    nb = reference(mistake.assignment)
+    done = set()
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.metadata.get("nbgrader", {}).get("solution") and grade_id in mistake.replace:
+            cell.source = mistake.replace[grade_id].strip() + "\n"
+            done.add(grade_id)
+    missing = set(mistake.replace) - done
+    if missing:
+        raise SystemExit(f"{mistake.name}: no answer cell for {', '.join(sorted(missing))}")
+    if mistake.extra_cell:
+        first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+        nb.cells.insert(first_code + 1, nbformat.v4.new_code_cell(mistake.extra_cell.strip()))
+    return nb
+
+
+def build_all() -> dict[Path, str]:
+    """Every sample's path and text."""
+    out: dict[Path, str] = {}
+    for assignment in ("backprop", "mnist"):
+        folder = HERE / assignment
+        released = nbformat.read(
+            ROOT / "assignments" / assignment / f"{assignment}.ipynb", as_version=4
+        )
+        out[folder / "stub_untouched.ipynb"] = nbformat.writes(released)
+        out[folder / "reference.ipynb"] = nbformat.writes(reference(assignment))
+    for mistake in MISTAKES:
+        out[HERE / mistake.assignment / f"{mistake.name}.ipynb"] = nbformat.writes(
+            with_mistake(mistake)
+        )
+    for path in list(out):
+        # Cell ids are random in new cells; make them stable so the files can be compared.
+        nb = nbformat.reads(out[path], as_version=4)
+        for index, cell in enumerate(nb.cells):
+            cell["id"] = f"cell-{index}"
+        out[path] = nbformat.writes(nb)
+    return out
+
+
+if __name__ == "__main__":
+    for path, text in build_all().items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    print(f"wrote {len(build_all())} samples", file=sys.stderr)
