@@ -15,6 +15,8 @@ Status = Literal["passed", "failed", "error", "skipped"]
 class TestResult:
     """The outcome of one hidden test."""
 
+    __test__ = False  # not a pytest test class, whatever its name
+
     name: str
     """Display name, always ``"<function>: <what is checked>"``, e.g. ``"build_cnn: parameter count"``."""
     function: str
