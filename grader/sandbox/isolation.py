@@ -1,0 +1,684 @@
+"""How a worker process is confined.
+
+Three levels, strongest first; :func:`detect_isolation` picks the strongest this host allows
+(it tries each one for real, since a binary being installed does not mean the kernel or a
+container lets it work):
+
+``bubblewrap``
+    ``bwrap`` builds a new root from read-only binds of the system libraries, the Python
+    runtime and the paths the caller names; the scratch directory is the only writable place
+    besides a private empty ``/tmp``. New network, pid, ipc, uts (and cgroup) namespaces, its
+    own ``/proc`` and a minimal ``/dev``. When the grader is root the code runs as uid/gid
+    65534 with no capabilities and ``no_new_privs``; when it is not, as the grader's own uid
+    inside a user namespace with all capabilities dropped.
+``namespaces``
+    ``unshare`` (util-linux) gives new network, pid, ipc, uts and mount namespaces; inside the
+    mount namespace the hidden paths, ``/tmp``, ``/var/tmp``, ``/dev/shm`` and every directory
+    that uid 65534 could not enter anyway are covered with empty tmpfs, the readable paths are
+    bound back read-only, then privileges are dropped (uid 65534 when root).
+``rlimits``
+    resource limits, a new session and (when root) uid 65534; no network or filesystem
+    isolation beyond what file permissions give.
+
+Every level applies the same resource limits (address space, process count, file size, no core
+files). The process-count limit counts threads too. Where a user namespace can be created for
+the sandbox the count is per sandbox; otherwise every sandbox running as uid 65534 shares it.
+
+The sandbox dies with the thread that spawned it (``PR_SET_PDEATHSIG``): spawn it from a thread
+that outlives it, e.g. the one that waits for it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import resource
+import shutil
+import signal
+import site
+import stat
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from grader.errors import ConfigurationError
+
+LEVELS = ("bubblewrap", "namespaces", "rlimits")
+"""Isolation levels, strongest first."""
+
+NOBODY = 65534
+"""The unprivileged uid and gid sandboxed code runs as when the grader is root."""
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandboxed submission."""
+
+    call_seconds: float = 300.0
+    """Wall-clock limit of one call; enforced by the caller, which kills the sandbox."""
+    submission_seconds: float = 1200.0
+    """Wall-clock limit of a whole submission; enforced by the caller."""
+    memory_bytes: int = 8 * 2**30
+    """Address-space limit (RLIMIT_AS) of every process in the sandbox."""
+    processes: int = 1024
+    """Process and thread limit (RLIMIT_NPROC). TensorFlow starts dozens of threads per process."""
+    file_bytes: int = 256 * 2**20
+    """Largest file the sandbox may write (RLIMIT_FSIZE)."""
+    output_bytes: int = 256 * 1024
+    """How much of stdout/stderr the caller keeps."""
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """The isolation in force for a sandbox, as recorded in every result."""
+
+    level: str
+    """``"bubblewrap"``, ``"namespaces"`` or ``"rlimits"``."""
+    details: tuple[str, ...]
+    """What is in force and what was missing, one human-readable line each."""
+
+
+# ---------------------------------------------------------------------------------------------
+# What the sandboxed Python needs
+
+
+def python_runtime_paths() -> list[Path]:
+    """The directories a Python with this environment needs to read: the venv, the base
+    installation, the site-packages and the ``grader`` package itself (editable installs
+    live outside site-packages). Nested paths are folded into their parents."""
+    import grader
+
+    candidates = [
+        sys.prefix,
+        sys.exec_prefix,
+        sys.base_prefix,
+        sys.base_exec_prefix,
+        sysconfig.get_paths()["stdlib"],
+        sysconfig.get_paths()["platstdlib"],
+        *site.getsitepackages(),
+        os.path.dirname(os.path.realpath(sys.executable)),
+        os.path.dirname(os.path.abspath(grader.__file__)),
+    ]
+    paths = {Path(os.path.abspath(p)) for p in candidates if p and os.path.exists(p)}
+    return _fold(paths)
+
+
+def _fold(paths: set[Path] | list[Path]) -> list[Path]:
+    """Drop every path that lies under another one of the set; sorted."""
+    result: list[Path] = []
+    for path in sorted(set(paths), key=lambda p: (len(p.parts), str(p))):
+        if not any(_is_under(path, kept) for kept in result):
+            result.append(path)
+    return sorted(result)
+
+
+def _is_under(path: Path, parent: Path) -> bool:
+    return path == parent or parent in path.parents
+
+
+# System paths the dynamic loader and the interpreter need, bound read-only by bubblewrap.
+_SYSTEM_TREES = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin")
+_SYSTEM_FILES = (
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/localtime",
+    "/etc/nsswitch.conf",
+    "/etc/fonts",
+    "/sys/devices/system/cpu",
+)
+# Minimal account files so that libraries asking "who am I" get an answer.
+_PASSWD = (
+    "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+)
+_GROUP = "root:x:0:\nnogroup:x:65534:\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Detection
+
+
+def detect_isolation(prefer: str | None = None) -> Isolation:
+    """The strongest isolation this host allows, or exactly ``prefer`` when given.
+
+    Raises :class:`~grader.errors.ConfigurationError` when ``prefer`` is unknown or cannot
+    work here, with the reason and how to fix it.
+    """
+    if prefer is not None and prefer not in LEVELS and prefer != "auto":
+        raise ConfigurationError(
+            f"unknown isolation level {prefer!r}: expected one of {', '.join(LEVELS)} or auto"
+        )
+    missing: list[str] = []
+    for level in LEVELS:
+        if prefer not in (None, "auto", level):
+            continue
+        problem = _probe(level)
+        if problem is None:
+            return Isolation(level, tuple(_describe(level)) + tuple(missing))
+        if prefer == level:
+            raise ConfigurationError(
+                f"isolation level {level!r} is not available on this host: {problem}"
+            )
+        missing.append(problem)
+    raise ConfigurationError(  # only reachable if even rlimits fails
+        "no isolation level works on this host: " + "; ".join(missing)
+    )
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+@functools.cache
+def _probe(level: str) -> str | None:
+    """None when ``level`` works here, else why not (with the fix where there is one)."""
+    if level == "bubblewrap":
+        if _tool("bwrap") is None:
+            return "bubblewrap not installed: apt-get install bubblewrap"
+        if _tool("prlimit") is None or (_is_root() and _tool("setpriv") is None):
+            return "bubblewrap needs prlimit and setpriv: apt-get install util-linux"
+    elif level == "namespaces":
+        for name in ("unshare", "setpriv", "prlimit", "mount"):
+            if _tool(name) is None:
+                return f"namespaces need {name} from util-linux: apt-get install util-linux mount"
+    return _try_level(level)
+
+
+def _try_level(level: str) -> str | None:
+    """Run ``python -c 'pass'`` at ``level``; None when it works, else what went wrong."""
+    with tempfile.TemporaryDirectory(prefix="grader-probe-") as tmp:
+        scratch = Path(tmp)
+        isolation = Isolation(level, ())
+        try:
+            proc = spawn_sandboxed(
+                [sys.executable, "-I", "-S", "-c", "pass"],
+                scratch=scratch,
+                readable=python_runtime_paths(),
+                env={},
+                limits=Limits(),
+                isolation=isolation,
+            )
+        except OSError as exc:
+            return f"{level} could not start: {exc}"
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            kill_sandbox(proc)
+            return f"{level} did not start within 60 s"
+        if proc.returncode != 0:
+            reason = err.decode(errors="replace").strip().splitlines()
+            return f"{level} does not work here: {reason[-1] if reason else proc.returncode}"
+    return None
+
+
+@functools.cache
+def _own_user_namespace() -> bool:
+    """Whether uid 65534 (or the grader's uid) may create a user namespace, which makes the
+    process-count limit count the sandbox's processes only."""
+    unshare = _tool("unshare")
+    if unshare is None:
+        return False
+    argv = [unshare, "--user", "--", "/bin/true"]
+    if _is_root():
+        setpriv = _tool("setpriv")
+        if setpriv is None:
+            return False
+        argv = [setpriv, "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups", *argv]
+    try:
+        return subprocess.run(argv, env={}, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@functools.cache
+def _nobody_runs_python() -> bool:
+    """Whether uid 65534 can run this interpreter (it cannot when it lives under /root)."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", "pass"],
+            env={},
+            cwd="/",
+            capture_output=True,
+            timeout=60,
+            user=NOBODY,
+            group=NOBODY,
+            extra_groups=[],
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def _describe(level: str) -> list[str]:
+    root = _is_root()
+    per_sandbox = _own_user_namespace()
+    nproc = (
+        "process limit counted per sandbox (own user namespace)"
+        if per_sandbox
+        else "process limit shared by all sandboxes of the same uid"
+    )
+    if level == "bubblewrap":
+        return [
+            "bubblewrap " + _bwrap_version(),
+            "no network (network namespace)",
+            "own /proc (pid namespace), ipc and uts namespaces",
+            "read-only view of system libraries, the Python runtime and named paths only",
+            "writable: the scratch directory and a private /tmp",
+            f"runs as uid {NOBODY}, no capabilities, no_new_privs"
+            if root
+            else f"runs as uid {os.getuid()} in a user namespace, no capabilities",
+            "rlimits: address space, processes, file size, no core files",
+            nproc,
+        ]
+    if level == "namespaces":
+        details = [
+            "no network (network namespace)",
+            "own /proc (pid namespace), ipc and uts namespaces",
+            "hidden paths, /tmp, /var/tmp, /dev/shm covered by empty tmpfs; named paths read-only",
+            f"runs as uid {NOBODY}, no capabilities, no_new_privs"
+            if root
+            else f"runs as uid {os.getuid()} (root inside its user namespace), no capabilities",
+            "rlimits: address space, processes, file size, no core files",
+            nproc,
+        ]
+        if not root:
+            details.append("filesystem otherwise visible as to the grader's user")
+        return details
+    details = [
+        "rlimits: address space, processes, file size, no core files",
+        "new session; child processes that leave it may outlive a kill",
+        "no network isolation",
+        "no filesystem isolation (file permissions only)",
+    ]
+    if root and _nobody_runs_python():
+        details.append(f"runs as uid {NOBODY}")
+    elif root:
+        details.append(
+            f"runs as root: uid {NOBODY} cannot read the Python runtime at {sys.base_prefix}"
+        )
+    else:
+        details.append(f"runs as uid {os.getuid()} (the grader's own user)")
+    details.append("process limit shared by all sandboxes of the same uid")
+    return details
+
+
+@functools.cache
+def _bwrap_version() -> str:
+    bwrap = _tool("bwrap")
+    try:
+        out = subprocess.run([bwrap or "bwrap", "--version"], capture_output=True, timeout=10)
+        return out.stdout.decode().split()[-1]
+    except (OSError, subprocess.TimeoutExpired, IndexError):
+        return "(unknown version)"
+
+
+@functools.cache
+def _tool(name: str) -> str | None:
+    return shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin")
+
+
+# ---------------------------------------------------------------------------------------------
+# Spawning
+
+
+def spawn_sandboxed(
+    argv: list[str],
+    *,
+    scratch: Path,
+    readable: Sequence[Path],
+    env: Mapping[str, str],
+    limits: Limits,
+    isolation: Isolation,
+    hidden: Sequence[Path] = (),
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` confined at ``isolation.level``; stdin, stdout and stderr are pipes.
+
+    The child gets exactly ``env`` plus ``PWD`` (the scratch directory) and runs in
+    ``scratch``, the only writable place besides a private /tmp where the level allows one.
+    It can read ``readable`` and what the interpreter needs, cannot read ``hidden`` (covered
+    where the level allows it), has no network, runs as an unprivileged uid when the grader is
+    root, and lives in its own session. Stop it with :func:`kill_sandbox`.
+    """
+    scratch = Path(os.path.abspath(scratch))
+    readable_paths = _fold([Path(os.path.abspath(p)) for p in readable if os.path.exists(p)])
+    hidden_paths = [Path(os.path.abspath(p)) for p in hidden]
+    if _is_root() and (isolation.level != "rlimits" or _nobody_runs_python()):
+        _give_to_nobody(scratch)
+    if isolation.level == "bubblewrap":
+        return _spawn_bubblewrap(argv, scratch, readable_paths, hidden_paths, env, limits)
+    if isolation.level == "namespaces":
+        return _spawn_namespaces(argv, scratch, readable_paths, hidden_paths, env, limits)
+    if isolation.level == "rlimits":
+        return _spawn_rlimits(argv, scratch, env, limits)
+    raise ConfigurationError(f"unknown isolation level {isolation.level!r}")
+
+
+def _give_to_nobody(scratch: Path) -> None:
+    """Make the scratch directory (and what the caller put in it) belong to uid 65534."""
+    os.chown(scratch, NOBODY, NOBODY, follow_symlinks=False)
+    for root, dirs, files in os.walk(scratch):
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), NOBODY, NOBODY, follow_symlinks=False)
+
+
+def _prlimit_argv(limits: Limits) -> list[str]:
+    prlimit = _tool("prlimit") or "prlimit"
+    return [
+        prlimit,
+        f"--as={limits.memory_bytes}",
+        f"--nproc={limits.processes}",
+        f"--fsize={limits.file_bytes}",
+        "--core=0",
+        "--",
+    ]
+
+
+def _drop_argv() -> list[str]:
+    """Inner command prefix that gives up root for good (or, not root, every capability)."""
+    setpriv = _tool("setpriv") or "setpriv"
+    caps = ["--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs"]
+    if _is_root():
+        ids = ["--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
+        return [setpriv, *ids, *caps, "--"]
+    return [setpriv, *caps, "--"]
+
+
+def _userns_argv() -> list[str]:
+    """A fresh user namespace after the privilege drop, so that RLIMIT_NPROC (set after it)
+    counts this sandbox's processes only."""
+    if not _own_user_namespace():
+        return []
+    return [_tool("unshare") or "unshare", "--user", "--"]
+
+
+def _preexec_die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _spawn_bubblewrap(
+    argv: list[str],
+    scratch: Path,
+    readable: list[Path],
+    hidden: list[Path],
+    env: Mapping[str, str],
+    limits: Limits,
+) -> subprocess.Popen[bytes]:
+    bwrap = _tool("bwrap") or "bwrap"
+    args = [
+        "--unshare-net",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "sandbox",
+        "--die-with-parent",
+        "--new-session",
+    ]
+    if not _is_root():
+        args += ["--unshare-user", "--cap-drop", "ALL"]
+
+    binds: list[tuple[str, Path]] = []  # (bwrap option, path), bound at the same path inside
+    symlinks: list[tuple[str, str]] = []
+    for tree in _SYSTEM_TREES:
+        if os.path.islink(tree):
+            symlinks.append((os.readlink(tree), tree))
+        elif os.path.isdir(tree):
+            binds.append(("--ro-bind", Path(tree)))
+    for extra in _SYSTEM_FILES:
+        if os.path.exists(extra):
+            binds.append(("--ro-bind", Path(extra)))
+    binds += [("--ro-bind", path) for path in readable]
+    binds.append(("--bind", scratch))
+
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--perms", "1777", "--size", str(256 * 2**20), "--tmpfs", "/tmp"]
+    # Directories bwrap would create for mount points come out 0700 when it runs as root,
+    # which uid 65534 could not enter: create every ancestor first, world-readable. This
+    # comes after the /tmp tmpfs, which may hold the scratch directory.
+    bound = {path for _, path in binds}
+    ancestors = {parent for path in bound for parent in path.parents} | {Path("/etc")}
+    ancestors -= {Path("/"), Path("/tmp"), Path("/proc"), Path("/dev")}
+    for directory in sorted(ancestors, key=lambda p: len(p.parts)):
+        if not any(_is_under(directory, path) for path in bound):
+            args += ["--perms", "0755", "--dir", str(directory)]
+    for target, link in symlinks:
+        args += ["--symlink", target, link]
+    for option, path in sorted(binds, key=lambda b: len(b[1].parts)):
+        if path != Path("/") and not any(_is_under(path, h) for h in hidden):
+            args += [option, str(path), str(path)]
+    data_fds: list[int] = []
+    for content, target in ((_PASSWD, "/etc/passwd"), (_GROUP, "/etc/group")):
+        fd = _memfd(content.encode())
+        data_fds.append(fd)
+        args += ["--perms", "0644", "--ro-bind-data", str(fd), target]
+    for path in hidden:
+        if any(_is_under(path, p) and path != p for _, p in binds) and os.path.lexists(path):
+            if os.path.isdir(path) and not os.path.islink(path):
+                args += ["--perms", "0000", "--tmpfs", str(path)]
+            else:
+                args += ["--ro-bind", "/dev/null", str(path)]
+    args += ["--chdir", str(scratch), "--clearenv"]
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    command = [*_drop_argv(), *_userns_argv(), *_prlimit_argv(limits), *argv]
+
+    # Options travel through a file descriptor so that /proc/1/cmdline inside the sandbox
+    # shows the command but not the layout of the host.
+    args_fd = _memfd(b"".join(a.encode() + b"\0" for a in args))
+    try:
+        return subprocess.Popen(
+            [bwrap, "--args", str(args_fd), "--", *command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={},
+            cwd="/",
+            pass_fds=(args_fd, *data_fds),
+            start_new_session=True,
+            preexec_fn=_preexec_die_with_parent,
+        )
+    finally:
+        for fd in (args_fd, *data_fds):
+            os.close(fd)
+
+
+def _memfd(data: bytes) -> int:
+    fd = os.memfd_create("grader-sandbox", 0)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _spawn_namespaces(
+    argv: list[str],
+    scratch: Path,
+    readable: list[Path],
+    hidden: list[Path],
+    env: Mapping[str, str],
+    limits: Limits,
+) -> subprocess.Popen[bytes]:
+    unshare = _tool("unshare") or "unshare"
+    ns = ["--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child"]
+    ns += ["--mount-proc", "--propagation", "private"]
+    if not _is_root():
+        ns = ["--user", "--map-root-user", *ns]
+    # The script names the hidden paths: it travels in the environment of the namespace's
+    # init (pid 1, the shell), which the sandboxed code may not read, and not in its
+    # command line, which it may.
+    script = _namespace_script(scratch, readable, hidden)
+    inner = [*_drop_argv(), *_userns_argv(), *_prlimit_argv(limits), *argv]
+    return subprocess.Popen(
+        [unshare, *ns, "--", "/bin/sh", "-euc", f'eval "${_SCRIPT_VARIABLE}"', "sandbox", *inner],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**env, _SCRIPT_VARIABLE: script},
+        cwd="/",
+        start_new_session=True,
+        preexec_fn=_preexec_die_with_parent,
+    )
+
+
+_SCRIPT_VARIABLE = "GRADER_SANDBOX_SETUP"
+
+
+_TMP_DIRS = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
+
+
+def _namespace_script(scratch: Path, readable: list[Path], hidden: list[Path]) -> str:
+    """Shell run as root inside the new mount namespace, as its pid 1; ends by running
+    ``"$@"`` and exiting with its status. It stays as pid 1 (rather than exec'ing) because the
+    privilege drop would clear the parent-death signal that ``unshare --kill-child`` set.
+
+    1. A fresh tmpfs covers /tmp; a root-only stage inside it receives a bind of every path
+       the sandbox keeps (the readable ones and the scratch directory). Kept paths under the
+       old /tmp are reached through the working directory, which still points into it.
+    2. Empty tmpfs cover /var/tmp, /dev/shm and, when root, every directory on the way to a
+       kept path that uid 65534 could not enter anyway (such as /root).
+    3. The kept paths are moved back into place (the readable ones read-only), the stage is
+       emptied, and the hidden paths are covered (directories by an empty tmpfs nobody may
+       enter, files by an empty file nobody may open).
+    """
+    q = _shell_quote
+    keep = [p for p in [*readable, scratch] if not any(_is_under(p, h) for h in hidden)]
+    stage = "/tmp/.grader-stage"
+    lines = [
+        "cd /tmp",
+        "mount -t tmpfs -o mode=1777,size=256m,nosuid,nodev sandbox-tmp /tmp",
+        f"mkdir -m 0700 {stage}",
+    ]
+    for index, path in enumerate(keep):
+        source = q(path)
+        if _is_under(path, Path("/tmp")) and path != Path("/tmp"):
+            source = q("./" + str(path.relative_to("/tmp")))
+        make = "mkdir" if path.is_dir() else "touch"
+        lines += [f"{make} {stage}/k{index}", f"mount -c --rbind {source} {stage}/k{index}"]
+    covers: set[Path] = {p for p in _TMP_DIRS[1:] if p.is_dir() and not p.is_symlink()}
+    if _is_root():
+        for path in keep:
+            for parent in reversed(path.parents):
+                if not _enterable_by_nobody(parent):
+                    covers.add(parent)
+                    break
+    for cover in _fold(covers):
+        if _is_under(cover, Path("/tmp")):
+            continue
+        mode = "1777" if cover in _TMP_DIRS else "0755"
+        lines.append(f"mount -t tmpfs -o mode={mode},size=64m,nosuid,nodev sandbox {q(cover)}")
+    lines.append("cd /")
+    for index, path in enumerate(keep):
+        make = "mkdir -p" if path.is_dir() else f"mkdir -p {q(path.parent)} && touch"
+        lines += [
+            f"[ -e {q(path)} ] || {make} {q(path)}",
+            f"mount --move {stage}/k{index} {q(path)}",
+        ]
+        if path != scratch:
+            lines.append(f"mount -o remount,bind,ro {q(path)}")
+    lines.append(f"rmdir {stage}/k* 2>/dev/null || true")
+    # Hidden files are covered by an empty file nobody may open, kept in the root-only stage.
+    lines.append(f"touch {stage}/hidden && chmod 0000 {stage}/hidden")
+    for path in hidden:
+        lines.append(
+            f"if [ -d {q(path)} ] && [ ! -L {q(path)} ]; then "
+            f"mount -t tmpfs -o mode=0000,size=4k hidden {q(path)}; "
+            f"elif [ -e {q(path)} ]; then mount --bind {stage}/hidden {q(path)}; fi"
+        )
+    lines += [f"cd {q(scratch)}", f"unset OLDPWD {_SCRIPT_VARIABLE}", '"$@"']
+    return "\n".join(lines)
+
+
+def _enterable_by_nobody(directory: Path) -> bool:
+    try:
+        mode = os.stat(directory).st_mode
+    except OSError:
+        return False
+    return bool(mode & stat.S_IXOTH)
+
+
+def _shell_quote(path: Path | str) -> str:
+    return "'" + str(path).replace("'", "'\\''") + "'"
+
+
+def _spawn_rlimits(
+    argv: list[str], scratch: Path, env: Mapping[str, str], limits: Limits
+) -> subprocess.Popen[bytes]:
+    def preexec() -> None:
+        _preexec_die_with_parent()
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    drop: dict[str, object] = {}
+    if _is_root() and _nobody_runs_python():
+        drop = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**env, "PWD": str(scratch)},
+        cwd=str(scratch),
+        start_new_session=True,
+        preexec_fn=preexec,
+        **drop,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Killing
+
+
+def kill_sandbox(proc: subprocess.Popen[bytes]) -> None:
+    """Kill everything the sandbox started and reap ``proc``; safe to call twice.
+
+    With bubblewrap or namespaces, killing the outer process tears down the pid namespace and
+    every process in it. At the rlimits level the process group and every descendant still
+    attached to the tree are stopped, then killed.
+    """
+    if proc.returncode is None:
+        _kill_tree(proc.pid)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # pragma: no cover - the kernel should not let this happen
+        pass
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def _kill_tree(pid: int) -> None:
+    try:
+        import psutil
+
+        descendants = psutil.Process(pid).children(recursive=True)
+    except Exception:  # psutil missing, or the process is gone already
+        descendants = []
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for target in descendants:
+            try:
+                os.kill(target.pid, sig)
+            except OSError:
+                pass
+        try:
+            os.killpg(pid, sig)
+        except OSError:
+            pass
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
