@@ -1,0 +1,162 @@
+"""`grader doctor`: the lines it prints, its exit status, and the fix for what is missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from grader import doctor
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist.npz"
+DOWNLOAD = 'python -c "import keras; keras.datasets.mnist.load_data()"'
+
+
+def run_doctor(**env_changes: str | None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    for key, value in env_changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    script = Path(sys.executable).parent / "grader"
+    argv = [str(script)] if script.exists() else [sys.executable, "-m", "grader"]
+    return subprocess.run(
+        [*argv, "doctor"], env=env, capture_output=True, text=True, timeout=300, cwd=REPO
+    )
+
+
+@pytest.fixture(scope="module")
+def mnist_path() -> Path:
+    path = Path(os.environ.get("MNIST_NPZ") or SHARED_MNIST)
+    if not path.is_file():
+        pytest.skip(f"no MNIST file at {path} (set MNIST_NPZ)")
+    return path
+
+
+def test_ready_with_mnist(mnist_path: Path) -> None:
+    proc = run_doctor(MNIST_NPZ=str(mnist_path), GRADER_COURSE_ROOT=str(REPO))
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"TensorFlow: {version('tensorflow')}" in lines
+    assert f"Keras: {version('keras')}" in lines
+    with np.load(mnist_path) as npz:
+        n_train, n_test = len(npz["y_train"]), len(npz["y_test"])
+    assert (
+        f"MNIST: {mnist_path} (from MNIST_NPZ): {n_train:,} training images, {n_test:,} test images"
+        in lines
+    )
+    assert f"Hidden suites: {REPO / 'autograde_tests'} (backprop, mnist)" in lines
+    assert any(line.startswith("GPUs: ") for line in lines)
+    assert any(line.startswith("Isolation: ") for line in lines)
+    assert any(line.startswith("bubblewrap: ") for line in lines)
+    assert any(line.startswith("chromium: ") for line in lines)
+    assert lines[-1] == "Ready to grade."
+
+
+def test_missing_mnist_file_gives_the_error_and_the_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "mnist.npz"
+    proc = run_doctor(MNIST_NPZ=str(missing), GRADER_COURSE_ROOT=str(REPO))
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    i = lines.index(f"MNIST: MISSING (MNIST_NPZ is {missing}, which does not exist)")
+    assert lines[i + 1] == (
+        "  fix: set MNIST_NPZ (or pass --mnist) to an existing .npz with x_train, y_train, "
+        f"x_test, y_test, or unset it and download MNIST once with {DOWNLOAD}"
+    )
+    assert f"TensorFlow: {version('tensorflow')}" in lines
+    assert lines[-1] == "Not ready to grade: MNIST is missing."
+
+
+def test_no_mnist_anywhere_and_no_hidden_suites(tmp_path: Path) -> None:
+    keras_home = tmp_path / "keras"
+    proc = run_doctor(MNIST_NPZ=None, KERAS_HOME=str(keras_home), GRADER_COURSE_ROOT=str(tmp_path))
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    i = lines.index(
+        "MNIST: MISSING (MNIST_NPZ is not set and there is nothing at "
+        f"{keras_home / 'datasets' / 'mnist.npz'})"
+    )
+    assert lines[i + 1] == f"  fix: download it once with {DOWNLOAD}"
+    assert lines[i + 2] == (
+        "  fix: or set MNIST_NPZ (or pass --mnist) to an .npz holding x_train, y_train, x_test, "
+        "y_test"
+    )
+    j = lines.index(f"Hidden suites: MISSING (nothing readable at {tmp_path / 'autograde_tests'})")
+    assert lines[j + 1].startswith("  fix: set GRADER_COURSE_ROOT to the course checkout")
+    assert lines[-1] == "Not ready to grade: MNIST is missing; the hidden suites are not found."
+
+
+def test_unreadable_mnist_file_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "mnist.npz"
+    np.savez(bad, x_train=np.zeros((3, 28, 28), np.uint8))
+    monkeypatch.setenv("MNIST_NPZ", str(bad))
+    report = doctor.Report()
+    doctor._check_mnist(report)
+    assert report.lines[0].startswith(f"MNIST: UNUSABLE ({bad} is not an MNIST file")
+    assert report.blockers == ["MNIST is unusable"]
+
+
+def fake_tf(gpus: list[str], growth: bool) -> SimpleNamespace:
+    devices = [SimpleNamespace(name=f"/physical_device:{g}") for g in gpus]
+    experimental = SimpleNamespace(
+        get_memory_growth=lambda gpu: growth,
+        get_device_details=lambda gpu: {
+            "device_name": "NVIDIA H100 80GB HBM3",
+            "compute_capability": (9, 0),
+        },
+    )
+    return SimpleNamespace(
+        config=SimpleNamespace(
+            list_physical_devices=lambda kind: devices, experimental=experimental
+        )
+    )
+
+
+def test_gpu_lines_with_memory_growth_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    report = doctor.Report()
+    doctor._check_gpus(report, fake_tf(["GPU:0"], growth=False))
+    assert report.lines == [
+        "GPUs: 1, memory growth on",
+        "  - GPU:0: NVIDIA H100 80GB HBM3, compute capability 9.0",
+    ]
+
+
+def test_gpu_memory_growth_off_comes_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TF_FORCE_GPU_ALLOW_GROWTH", raising=False)
+    report = doctor.Report()
+    doctor._check_gpus(report, fake_tf(["GPU:0", "GPU:1"], growth=False))
+    assert report.lines[0] == "GPUs: 2, memory growth off"
+    assert report.lines[1] == (
+        "  fix: export TF_FORCE_GPU_ALLOW_GROWTH=true so that several grading workers can share "
+        "one GPU (the Docker image sets it)"
+    )
+    assert report.blockers == []  # a GPU setting never stops grading
+
+
+def test_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor.shutil, "which", lambda name: None)
+    report = doctor.Report()
+    doctor._check_gpus(report, fake_tf([], growth=False))
+    assert report.lines == ["GPUs: none (TensorFlow sees no GPU; models train on the CPU)"]
+
+
+def test_missing_tools_come_with_the_apt_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor.shutil, "which", lambda name: None)
+    report = doctor.Report()
+    doctor._check_tools(report)
+    assert report.lines == [
+        "bubblewrap: not found (the strongest sandbox level needs it)",
+        "  fix: apt-get install bubblewrap",
+        "chromium: not found (optional: grading does not need it)",
+        "  fix: apt-get install chromium, to look at feedback.html headlessly",
+    ]
+    assert report.blockers == []
