@@ -69,7 +69,9 @@ def describe_failure(exc: BaseException) -> tuple[str, str | None]:
     if isinstance(exc, SubmissionError):
         return str(exc), exc.kind
     if isinstance(exc, AssertionError):
-        return str(exc) or "a check failed", None
+        # Plain asserts carry only their message; should pytest's assertion rewriting be active
+        # (an enclosing pytest session), drop its explanation, which quotes test source.
+        return str(exc).split("\nassert ")[0] or "a check failed", None
     return (f"the value returned could not be checked ({type(exc).__name__}: {exc}) — compare "
             "what your function returns with the types in the assignment's instructions"), None
 
