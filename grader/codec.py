@@ -77,7 +77,8 @@ def encode(
         if keras_model_type is not None and isinstance(obj, keras_model_type):
             path = next_path(".keras")
             try:
-                obj.save(path)
+                model: Any = obj
+                model.save(path)
             except Exception as exc:  # noqa: BLE001 - any save failure is the student's model
                 raise RefusedValue(
                     f"{what} is a Keras model that cannot be saved in the .keras format "

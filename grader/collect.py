@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +85,7 @@ class Collector:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]
-                                  ) -> Iterator[None]:
+                                  ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
         name = item.name
         if name not in self.outcomes:
@@ -139,7 +139,8 @@ def run_suite(assignment: Assignment, submission: Submission, profile: Profile, 
         args += ["-k", " or ".join(sorted(wanted))] if functions else []
     collector = Collector()
     plugins = [Fixtures(submission, profile, mnist_path), collector]
-    options = ["-q", "--assert=plain", "--import-mode=importlib", "-p", "no:cacheprovider", "-p", "no:randomly",
+    options = ["-q", "--assert=plain", "--import-mode=importlib", "-p", "no:cacheprovider",
+               "-p", "no:randomly",
                "--rootdir", str(suite), "--confcutdir", str(suite), "-o", "addopts=",
                "-W", "ignore::DeprecationWarning", "-W", "ignore::UserWarning",
                "--no-header", "-o", "console_output_style=classic"]

@@ -31,7 +31,7 @@ class Found:
 def _pick_notebook(folder: Path, preferred: str) -> Path | None:
     candidates = sorted(folder.glob("*.ipynb"))
     named = [c for c in candidates if c.name == preferred]
-    return (named or candidates or [None])[0]
+    return (named or candidates)[0] if candidates else None
 
 
 def discover(paths: Iterable[Path], assignment: str) -> list[Found]:

@@ -37,6 +37,13 @@ from grader.errors import (
 )
 from grader.extract import Extracted
 
+
+def _warn_on_overflow() -> Any:
+    import numpy as np
+
+    return np.errstate(over="warn", divide="warn", invalid="warn", under="ignore")
+
+
 MAX_REPLY_BYTES = 16 * 2**20
 NOBODY = 65534
 
@@ -81,7 +88,7 @@ class Submission(ABC):
         if limit not in self.limits_hit:
             self.limits_hit.append(limit)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release processes and files."""
 
 
@@ -108,10 +115,9 @@ class InProcessSubmission(Submission):
         args, kwargs = copy.deepcopy((args, kwargs))
         import warnings
 
-        import numpy as np
 
         try:
-            with warnings.catch_warnings(record=True) as caught, np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
+            with warnings.catch_warnings(record=True) as caught, _warn_on_overflow():
                 warnings.simplefilter("always")
                 value = target(*args, **kwargs)
             self.last_warnings = [f"{w.category.__name__}: {w.message}" for w in caught[:10]]

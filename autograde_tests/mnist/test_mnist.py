@@ -126,9 +126,8 @@ def _check_parameter_count(submission, kind):
                     f"({what}) in the reference; yours has {layer.count_params():,} "
                     f"({_describe(name, _settings(layer, wanted))})")
             break
-    raise AssertionError(
-        f"{function}(): expected {expected:,} parameters, found {found:,}{hint or ' — compare your model.summary() with the table in the notebook'}"
-    )
+    hint = hint or " — compare your model.summary() with the table in the notebook"
+    raise AssertionError(f"{function}(): expected {expected:,} parameters, found {found:,}{hint}")
 
 
 def _check_compile(submission, kind):

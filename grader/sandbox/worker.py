@@ -45,6 +45,12 @@ class _BlockImports(importlib.abc.MetaPathFinder):
         return None
 
 
+def _warn_on_overflow() -> Any:
+    import numpy as np
+
+    return np.errstate(over="warn", divide="warn", invalid="warn", under="ignore")
+
+
 def _student_traceback(exc: BaseException) -> str:
     """The exception with the student's own frames only (cells), never the grader's."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<cell")]
@@ -128,10 +134,8 @@ class Worker:
             keras.utils.set_random_seed(0)
         import warnings
 
-        import numpy as np
-
         try:
-            with warnings.catch_warnings(record=True) as caught, np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
+            with warnings.catch_warnings(record=True) as caught, _warn_on_overflow():
                 warnings.simplefilter("always")
                 value = function(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - SystemExit included: the student's fault
