@@ -25,6 +25,7 @@ from grader.sandbox import (
     Isolation,
     Limits,
     detect_isolation,
+    exit_signal,
     kill_sandbox,
     python_runtime_paths,
     spawn_sandboxed,
@@ -144,9 +145,7 @@ def test_unknown_level_is_a_configuration_error() -> None:
 
 def test_missing_bubblewrap_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     real_tool = isolation_module._tool
-    monkeypatch.setattr(
-        isolation_module, "_tool", lambda name: None if name == "bwrap" else real_tool(name)
-    )
+    monkeypatch.setattr(isolation_module, "_tool", lambda name: None if name == "bwrap" else real_tool(name))
     isolation_module._probe.cache_clear()
     try:
         with pytest.raises(ConfigurationError, match="apt-get install bubblewrap"):
@@ -184,9 +183,7 @@ def test_env_holds_only_what_was_passed(
     out, err = proc.communicate(timeout=60)
     kill_sandbox(proc)
     assert proc.returncode == 0, err
-    assert sorted(out.decode().splitlines()) == sorted(
-        ["ONLY_THIS=1", f"HOME={scratch}", f"PWD={scratch}"]
-    )
+    assert sorted(out.decode().splitlines()) == sorted(["ONLY_THIS=1", f"HOME={scratch}", f"PWD={scratch}"])
 
 
 def test_runs_unprivileged_in_scratch(level: Isolation, scratch: Path) -> None:
@@ -331,15 +328,11 @@ def test_paths_not_named_are_invisible_with_bubblewrap(scratch: Path, tmp_path: 
 # Processes
 
 
-def test_proc_shows_only_the_sandbox(
-    confining_level: Isolation, scratch: Path, tmp_path: Path
-) -> None:
+def test_proc_shows_only_the_sandbox(confining_level: Isolation, scratch: Path, tmp_path: Path) -> None:
     marker = f"host-secret-{uuid.uuid4().hex}"
     hidden_suite = tmp_path / marker / "autograde_tests"  # its path must not show either
     hidden_suite.mkdir(parents=True)
-    neighbour = subprocess.Popen(
-        ["/bin/sh", "-c", f"sleep 60 # {marker}"], env={"SECRET_PATH": marker}
-    )
+    neighbour = subprocess.Popen(["/bin/sh", "-c", f"sleep 60 # {marker}"], env={"SECRET_PATH": marker})
     try:
         code, out, err = run(
             confining_level,
@@ -406,9 +399,7 @@ def test_fork_bomb_is_contained_and_killed(level: Isolation, scratch: Path) -> N
     kill_sandbox(proc)  # idempotent
 
 
-def test_process_limit_is_per_sandbox(
-    confining_level: Isolation, scratch: Path, tmp_path: Path
-) -> None:
+def test_process_limit_is_per_sandbox(confining_level: Isolation, scratch: Path, tmp_path: Path) -> None:
     if "process limit counted per sandbox (own user namespace)" not in confining_level.details:
         pytest.skip("this host cannot give each sandbox its own user namespace")
     bomb = spawn(
@@ -489,6 +480,24 @@ def test_file_size_limit(level: Isolation, scratch: Path) -> None:
     assert (scratch / "big.bin").stat().st_size == 2**20
 
 
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("import ctypes; ctypes.string_at(0)", signal.SIGSEGV),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", signal.SIGKILL),
+        ("import sys; sys.exit(3)", None),
+    ],
+    ids=["segfault", "sigkill", "exit"],
+)
+def test_exit_signal_names_what_ended_the_program(
+    level: Isolation, scratch: Path, snippet: str, expected: signal.Signals | None
+) -> None:
+    code, _, _ = run(level, scratch, snippet)
+    assert exit_signal(code, level) == expected
+    if expected is None:
+        assert code == 3
+
+
 def _spawn_tree(isolation: Isolation, scratch: Path, marker: str) -> subprocess.Popen[bytes]:
     """A snippet that starts a child in a new session and a double-forked daemon, then waits."""
     proc = spawn(
@@ -515,9 +524,7 @@ def _spawn_tree(isolation: Isolation, scratch: Path, marker: str) -> subprocess.
     return proc
 
 
-def test_killing_the_direct_child_kills_the_whole_tree(
-    confining_level: Isolation, scratch: Path
-) -> None:
+def test_killing_the_direct_child_kills_the_whole_tree(confining_level: Isolation, scratch: Path) -> None:
     marker = f"tree-{uuid.uuid4().hex}"
     proc = _spawn_tree(confining_level, scratch, marker)
     try:

@@ -137,8 +137,7 @@ _SYSTEM_FILES = (
 )
 # Minimal account files so that libraries asking "who am I" get an answer.
 _PASSWD = (
-    "root:x:0:0:root:/root:/usr/sbin/nologin\n"
-    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+    "root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
 )
 _GROUP = "root:x:0:\nnogroup:x:65534:\n"
 
@@ -165,9 +164,7 @@ def detect_isolation(prefer: str | None = None) -> Isolation:
         if problem is None:
             return Isolation(level, tuple(_describe(level)) + tuple(missing))
         if prefer == level:
-            raise ConfigurationError(
-                f"isolation level {level!r} is not available on this host: {problem}"
-            )
+            raise ConfigurationError(f"isolation level {level!r} is not available on this host: {problem}")
         missing.append(problem)
     raise ConfigurationError(  # only reachable if even rlimits fails
         "no isolation level works on this host: " + "; ".join(missing)
@@ -302,9 +299,7 @@ def _describe(level: str) -> list[str]:
     if root and _nobody_runs_python():
         details.append(f"runs as uid {NOBODY}")
     elif root:
-        details.append(
-            f"runs as root: uid {NOBODY} cannot read the Python runtime at {sys.base_prefix}"
-        )
+        details.append(f"runs as root: uid {NOBODY} cannot read the Python runtime at {sys.base_prefix}")
     else:
         details.append(f"runs as uid {os.getuid()} (the grader's own user)")
     details.append("process limit shared by all sandboxes of the same uid")
@@ -634,6 +629,24 @@ def _spawn_rlimits(
         preexec_fn=preexec,
         **drop,
     )
+
+
+def exit_signal(returncode: int | None, isolation: Isolation) -> signal.Signals | None:
+    """The signal that ended a sandboxed program, or None when it exited normally (or runs).
+
+    At the rlimits level the program is the direct child and Popen reports a death by signal N
+    as ``-N``. At the bubblewrap and namespaces levels it runs under bwrap or a shell, which
+    report it as exit status ``128 + N``; an explicit ``sys.exit(128 + N)`` looks the same.
+    """
+    if returncode is None:
+        return None
+    number = -returncode if returncode < 0 else 0
+    if isolation.level != "rlimits" and 128 < returncode < 128 + signal.NSIG:
+        number = returncode - 128
+    try:
+        return signal.Signals(number) if number else None
+    except ValueError:
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
