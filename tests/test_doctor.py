@@ -28,9 +28,7 @@ def run_doctor(**env_changes: str | None) -> subprocess.CompletedProcess[str]:
             env[key] = value
     script = Path(sys.executable).parent / "grader"
     argv = [str(script)] if script.exists() else [sys.executable, "-m", "grader"]
-    return subprocess.run(
-        [*argv, "doctor"], env=env, capture_output=True, text=True, timeout=300, cwd=REPO
-    )
+    return subprocess.run([*argv, "doctor"], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +48,7 @@ def test_ready_with_mnist(mnist_path: Path) -> None:
     with np.load(mnist_path) as npz:
         n_train, n_test = len(npz["y_train"]), len(npz["y_test"])
     assert (
-        f"MNIST: {mnist_path} (from MNIST_NPZ): {n_train:,} training images, {n_test:,} test images"
-        in lines
+        f"MNIST: {mnist_path} (from MNIST_NPZ): {n_train:,} training images, {n_test:,} test images" in lines
     )
     assert f"Hidden suites: {REPO / 'autograde_tests'} (backprop, mnist)" in lines
     assert any(line.startswith("GPUs: ") for line in lines)
@@ -86,8 +83,7 @@ def test_no_mnist_anywhere_and_no_hidden_suites(tmp_path: Path) -> None:
     )
     assert lines[i + 1] == f"  fix: download it once with {DOWNLOAD}"
     assert lines[i + 2] == (
-        "  fix: or set MNIST_NPZ (or pass --mnist) to an .npz holding x_train, y_train, x_test, "
-        "y_test"
+        "  fix: or set MNIST_NPZ (or pass --mnist) to an .npz holding x_train, y_train, x_test, y_test"
     )
     j = lines.index(f"Hidden suites: MISSING (nothing readable at {tmp_path / 'autograde_tests'})")
     assert lines[j + 1].startswith("  fix: set GRADER_COURSE_ROOT to the course checkout")
@@ -114,9 +110,7 @@ def fake_tf(gpus: list[str], growth: bool) -> SimpleNamespace:
         },
     )
     return SimpleNamespace(
-        config=SimpleNamespace(
-            list_physical_devices=lambda kind: devices, experimental=experimental
-        )
+        config=SimpleNamespace(list_physical_devices=lambda kind: devices, experimental=experimental)
     )
 
 

@@ -101,9 +101,7 @@ def test_released_stub_gets_zero_with_reasons(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_notebook_one_folder_down_is_found(tmp_path: Path) -> None:
-    root = autograder_root(
-        tmp_path, {"my-repo/backprop.ipynb": REFERENCE, "my-repo/notes.md": "hi"}
-    )
+    root = autograder_root(tmp_path, {"my-repo/backprop.ipynb": REFERENCE, "my-repo/notes.md": "hi"})
     data = run_autograder(root)
     assert data["score"] == 18
 
@@ -123,8 +121,7 @@ def test_submission_without_a_notebook_says_what_to_upload(tmp_path: Path) -> No
     data = run_autograder(root, path="/usr/bin:/bin", ASSIGNMENT="backprop")
     assert data["score"] == 0
     assert data["output"].startswith(
-        "Expected one notebook named backprop.ipynb in your submission; "
-        "found no .ipynb file at all."
+        "Expected one notebook named backprop.ipynb in your submission; found no .ipynb file at all."
     )
     assert STAFF not in data["output"]
 
