@@ -95,9 +95,9 @@ def test_messages_say_what_was_expected_and_found(graded):
 def test_grading_twice_gives_identical_results(graded, tmp_path):
     assignment, out = graded
     again = tmp_path / "again"
+    second = "cnn_valid_padding" if assignment == "mnist" else "backward_wrong_sign"
     proc = run_grader("grade", str(SAMPLES / assignment / "reference.ipynb"),
-                      str(SAMPLES / assignment / "cnn_valid_padding.ipynb")
-                      if assignment == "mnist" else str(SAMPLES / assignment / "reference.ipynb"),
+                      str(SAMPLES / assignment / f"{second}.ipynb"),
                       "--assignment", assignment, "--out", str(again), "--quiet",
                       env={"MNIST_NPZ": mnist_npz()})
     assert proc.returncode == 0, proc.stderr[-3000:]
