@@ -7,11 +7,10 @@ or through ``GRADER_COURSE_ROOT``; a student's copy of the assignments never hol
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-
-import tomllib
 
 from grader.errors import ConfigurationError
 
