@@ -4,10 +4,11 @@
     assignments/<assignment>/  nbgrader's release (what students get)
     submitted/, autograded/, feedback/, gradebook.db   nbgrader's defaults, never committed
 
-Run every nbgrader command from the repository root (or from a copy of it):
+Run every nbgrader command from the repository root (or from a copy of it), with the
+virtual environment active (nbgrader calls ``alembic`` from PATH):
 
-    nbgrader generate_assignment mnist --force
-    nbgrader collect mnist / or put files in submitted/<student>/mnist/mnist.ipynb
+    nbgrader generate_assignment mnist --force   # or `grader release mnist`, which also checks
+    # submissions: submitted/<student_id>/mnist/mnist.ipynb (nbgrader collect, or copy them)
     nbgrader autograde mnist
     nbgrader generate_feedback mnist
     nbgrader export
@@ -48,13 +49,14 @@ os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
 # pattern is searched in each stderr output of a cell; errors raised by the student's code
 # are "error" outputs, not stderr, and still cost the points.
 TF_LOG_PATTERNS = [
-    r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\]",  # absl / TSL C++ log lines
+    r"^[IWEF]\d{4} \d+:\d+:\d+\.\d+ +\d+ [\w.]+:\d+\]",  # absl / TSL C++ log lines
     r"absl::InitializeLog",
     r"^(WARNING|INFO|ERROR):(absl|tensorflow|keras|h5py)[:.]",  # Python logging of the libraries
     r"[\\/](tensorflow|keras|absl|tf_keras|ml_dtypes|h5py|optree|jax)[\\/].*:\d+: \w*Warning",
     r"oneDNN custom operations",
     r"Could not find cuda drivers|Unable to register cu(DNN|FFT|BLAS) factory",
     r"This TensorFlow binary is optimized",
+    r"^To enable the following instructions: .* rebuild TensorFlow",
     r"TF-TRT Warning",
 ]
 c.IgnorePattern.enabled = True
