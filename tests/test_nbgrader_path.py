@@ -387,3 +387,47 @@ def test_live_tensorflow_stderr_costs_no_point() -> None:
     assert chunks, "expected TensorFlow to log something on stderr"
     for chunk in chunks:
         assert grade_after_ignore_pattern(graded_cell([chunk], 7.0)) == 7.0, chunk
+
+
+# --- The bridge on its own ----------------------------------------------------------------------
+
+
+def write_results(folder: Path, student: str, scores: dict[str, float], **extra: Any) -> None:
+    """A results.json in `grader grade`'s (Gradescope's) layout, one test per function."""
+    points = load_assignment("backprop").points_by_function()
+    tests = [{"name": f"{f}: everything", "score": scores.get(f, p), "max_score": p,
+              "status": "passed", "output": "", "visibility": "visible"}
+             for f, p in points.items()]
+    (folder / student).mkdir(parents=True)
+    (folder / student / "results.json").write_text(
+        json.dumps({"score": 0, "tests": tests, "extra_data": extra})
+    )
+
+
+@pytest.mark.slow
+def test_bridge_creates_missing_submissions_and_skips_grader_failures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nbgrader.api import Gradebook
+
+    course = release.copy_course(ROOT, tmp_path / "course")
+    nbgrader("generate_assignment", "backprop", "--force", cwd=course)
+    results = tmp_path / "graded"
+    write_results(results, "ada", {"backward": 2.0})
+    write_results(results, "bob", {}, grader_error="Traceback ...")
+    code = nbgrader_bridge.main(results_dir=results, assignment="backprop", course_dir=course)
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "bob: the grader failed on this submission" in captured.err
+    assert "ada                  backward             -       2     6   <- differs" in captured.out
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        assert gb.find_submission("backprop", "ada").score == 14.0
+        with pytest.raises(Exception, match="No such"):
+            gb.find_submission("backprop", "bob")
+
+
+def test_bridge_refuses_a_folder_without_results(tmp_path: Path) -> None:
+    from grader.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="holds no <student>/results.json"):
+        nbgrader_bridge.main(results_dir=tmp_path, assignment="backprop", course_dir=tmp_path)
