@@ -35,7 +35,8 @@ c.ClearSolutions.code_stub = {"python": "raise NotImplementedError()"}
 # --- Autograding -------------------------------------------------------------------------
 # One cell may train a model with the grading recipe: the `quick` profile takes seconds per
 # model, the `full` profile (all 60,000 images) a few minutes per model on a CPU. A cell that
-# runs past this limit is interrupted and scores 0; the cells after it still run.
+# runs past this limit is interrupted (nbgrader records a CellTimeoutError in it) and the
+# cells after it still run.
 c.Execute.timeout = 900
 
 # nbgrader gives 0 points to an autograder cell that writes anything to stderr. TensorFlow,
@@ -43,7 +44,6 @@ c.Execute.timeout = 900
 # warnings); none of that is the student's fault. Quieten TensorFlow's C++ logging in the
 # kernels nbgrader starts (they inherit this process's environment) ...
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
 
 # ... and drop the stderr outputs that are library logging, whatever gets through. The
 # pattern is searched in each stderr output of a cell; errors raised by the student's code
