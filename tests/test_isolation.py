@@ -306,8 +306,8 @@ def test_hidden_and_root_only_files_cannot_be_read(
         assert lines["root_only.txt"] == "PermissionError"
 
 
-def test_paths_not_named_are_invisible_with_bubblewrap(scratch: Path, tmp_path: Path) -> None:
-    isolation = _isolation("bubblewrap")
+def test_paths_not_named_are_invisible(confining_level: Isolation, scratch: Path, tmp_path: Path) -> None:
+    isolation = confining_level
     unnamed = tmp_path / "other_student.ipynb"
     unnamed.write_text("{}")
     code, out, err = run(

@@ -12,10 +12,10 @@ container lets it work):
     65534 with no capabilities and ``no_new_privs``; when it is not, as the grader's own uid
     inside a user namespace with all capabilities dropped.
 ``namespaces``
-    ``unshare`` (util-linux) gives new network, pid, ipc, uts and mount namespaces; inside the
-    mount namespace the hidden paths, ``/tmp``, ``/var/tmp``, ``/dev/shm`` and every directory
-    that uid 65534 could not enter anyway are covered with empty tmpfs, the readable paths are
-    bound back read-only, then privileges are dropped (uid 65534 when root).
+    Without bubblewrap, the same with util-linux: ``unshare`` gives new network, pid, ipc, uts
+    and mount namespaces, and a shell running as root inside them builds the same kind of new
+    root on a tmpfs, switches to it with ``pivot_root`` and detaches the host's, then drops
+    privileges (uid 65534 when root).
 ``rlimits``
     resource limits, a new session and (when root) uid 65534; no network or filesystem
     isolation beyond what file permissions give.
@@ -37,7 +37,6 @@ import resource
 import shutil
 import signal
 import site
-import stat
 import subprocess
 import sys
 import sysconfig
@@ -184,7 +183,7 @@ def _probe(level: str) -> str | None:
         if _tool("prlimit") is None or (_is_root() and _tool("setpriv") is None):
             return "bubblewrap needs prlimit and setpriv: apt-get install util-linux"
     elif level == "namespaces":
-        for name in ("unshare", "setpriv", "prlimit", "mount"):
+        for name in ("unshare", "setpriv", "prlimit", "mount", "umount", "pivot_root"):
             if _tool(name) is None:
                 return f"namespaces need {name} from util-linux: apt-get install util-linux mount"
     return _try_level(level)
@@ -277,19 +276,18 @@ def _describe(level: str) -> list[str]:
             nproc,
         ]
     if level == "namespaces":
-        details = [
+        return [
+            "unshare and pivot_root (util-linux)",
             "no network (network namespace)",
             "own /proc (pid namespace), ipc and uts namespaces",
-            "hidden paths, /tmp, /var/tmp, /dev/shm covered by empty tmpfs; named paths read-only",
+            "read-only view of system libraries, the Python runtime and named paths only",
+            "writable: the scratch directory and a private /tmp",
             f"runs as uid {NOBODY}, no capabilities, no_new_privs"
             if root
-            else f"runs as uid {os.getuid()} (root inside its user namespace), no capabilities",
+            else f"runs as uid {os.getuid()} in a user namespace, no capabilities",
             "rlimits: address space, processes, file size, no core files",
             nproc,
         ]
-        if not root:
-            details.append("filesystem otherwise visible as to the grader's user")
-        return details
     details = [
         "rlimits: address space, processes, file size, no core files",
         "new session; child processes that leave it may outlive a kill",
@@ -505,7 +503,7 @@ def _spawn_namespaces(
 ) -> subprocess.Popen[bytes]:
     unshare = _tool("unshare") or "unshare"
     ns = ["--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child"]
-    ns += ["--mount-proc", "--propagation", "private"]
+    ns += ["--propagation", "private"]
     if not _is_root():
         ns = ["--user", "--map-root-user", *ns]
     # The script names the hidden paths: it travels in the environment of the namespace's
@@ -525,10 +523,19 @@ def _spawn_namespaces(
     )
 
 
-_SCRIPT_VARIABLE = "GRADER_SANDBOX_SETUP"
+_SCRIPT_VARIABLE = "SANDBOX_SETUP"
+
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 
-_TMP_DIRS = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
+def _new_root_mountpoint() -> Path:
+    """An existing directory to build the new root on, inside the private mount namespace
+    (the host's copy is left untouched)."""
+    for candidate in ("/dev/shm", "/run", "/mnt", "/media", "/srv", "/opt"):
+        path = Path(candidate)
+        if path.is_dir() and not path.is_symlink():
+            return path
+    raise ConfigurationError("namespaces isolation needs one of /dev/shm, /run or /mnt")
 
 
 def _namespace_script(scratch: Path, readable: list[Path], hidden: list[Path]) -> str:
@@ -536,69 +543,85 @@ def _namespace_script(scratch: Path, readable: list[Path], hidden: list[Path]) -
     ``"$@"`` and exiting with its status. It stays as pid 1 (rather than exec'ing) because the
     privilege drop would clear the parent-death signal that ``unshare --kill-child`` set.
 
-    1. A fresh tmpfs covers /tmp; a root-only stage inside it receives a bind of every path
-       the sandbox keeps (the readable ones and the scratch directory). Kept paths under the
-       old /tmp are reached through the working directory, which still points into it.
-    2. Empty tmpfs cover /var/tmp, /dev/shm and, when root, every directory on the way to a
-       kept path that uid 65534 could not enter anyway (such as /root).
-    3. The kept paths are moved back into place (the readable ones read-only), the stage is
-       emptied, and the hidden paths are covered (directories by an empty tmpfs nobody may
-       enter, files by an empty file nobody may open).
+    Like bubblewrap, it builds a new root on an empty tmpfs: read-only binds of the system
+    libraries, of the readable paths and a few /etc files, the scratch directory read-write,
+    a fresh /proc for the new pid namespace, the basic devices, private /tmp and /dev/shm;
+    hidden paths under a bound path are covered (directories by an empty tmpfs nobody may
+    enter, files by an empty file nobody may open). Then ``pivot_root`` into it and detach
+    the old root, so nothing else of the host is reachable.
     """
     q = _shell_quote
-    keep = [p for p in [*readable, scratch] if not any(_is_under(p, h) for h in hidden)]
-    stage = "/tmp/.grader-stage"
+    root = _new_root_mountpoint()
+    r = q(root)
+
+    def inside(path: Path | str) -> str:
+        return q(str(root) + str(path))
+
     lines = [
-        "cd /tmp",
-        "mount -t tmpfs -o mode=1777,size=256m,nosuid,nodev sandbox-tmp /tmp",
-        f"mkdir -m 0700 {stage}",
+        f"mount -t tmpfs -o mode=0755,size=64m,nosuid sandbox-root {r}",
+        f"mkdir -m 1777 {inside('/tmp')}",
+        f"mount -t tmpfs -o mode=1777,size=256m,nosuid,nodev sandbox-tmp {inside('/tmp')}",
     ]
-    for index, path in enumerate(keep):
-        source = q(path)
-        if _is_under(path, Path("/tmp")) and path != Path("/tmp"):
-            source = q("./" + str(path.relative_to("/tmp")))
-        make = "mkdir" if path.is_dir() else "touch"
-        lines += [f"{make} {stage}/k{index}", f"mount -c --rbind {source} {stage}/k{index}"]
-    covers: set[Path] = {p for p in _TMP_DIRS[1:] if p.is_dir() and not p.is_symlink()}
-    if _is_root():
-        for path in keep:
-            for parent in reversed(path.parents):
-                if not _enterable_by_nobody(parent):
-                    covers.add(parent)
-                    break
-    for cover in _fold(covers):
-        if _is_under(cover, Path("/tmp")):
+    binds: list[tuple[Path, bool]] = []  # (path, writable)
+    for tree in _SYSTEM_TREES:
+        if os.path.islink(tree):
+            lines.append(f"ln -s {q(os.readlink(tree))} {inside(tree)}")
+        elif os.path.isdir(tree):
+            binds.append((Path(tree), False))
+    binds += [(Path(extra), False) for extra in _SYSTEM_FILES if os.path.exists(extra)]
+    binds += [(path, False) for path in readable]
+    binds.append((scratch, True))
+    for path, writable in sorted(binds, key=lambda b: len(b[0].parts)):
+        if path == Path("/") or any(_is_under(path, h) for h in hidden):
             continue
-        mode = "1777" if cover in _TMP_DIRS else "0755"
-        lines.append(f"mount -t tmpfs -o mode={mode},size=64m,nosuid,nodev sandbox {q(cover)}")
-    lines.append("cd /")
-    for index, path in enumerate(keep):
-        make = "mkdir -p" if path.is_dir() else f"mkdir -p {q(path.parent)} && touch"
-        lines += [
-            f"[ -e {q(path)} ] || {make} {q(path)}",
-            f"mount --move {stage}/k{index} {q(path)}",
-        ]
-        if path != scratch:
-            lines.append(f"mount -o remount,bind,ro {q(path)}")
-    lines.append(f"rmdir {stage}/k* 2>/dev/null || true")
-    # Hidden files are covered by an empty file nobody may open, kept in the root-only stage.
-    lines.append(f"touch {stage}/hidden && chmod 0000 {stage}/hidden")
+        target = inside(path)
+        if path.is_dir():
+            lines.append(f"mkdir -p {target}")
+        else:
+            lines.append(f"mkdir -p {inside(path.parent)} && touch {target}")
+        lines.append(f"mount --rbind {q(path)} {target}")
+        if not writable:
+            lines.append(f"mount -o remount,bind,ro,nosuid {target}")
+    lines.append(f"touch {inside('/.hidden')} && chmod 0000 {inside('/.hidden')}")
     for path in hidden:
+        if not any(_is_under(path, b) and path != b for b, _ in binds):
+            continue
+        target = inside(path)
         lines.append(
-            f"if [ -d {q(path)} ] && [ ! -L {q(path)} ]; then "
-            f"mount -t tmpfs -o mode=0000,size=4k hidden {q(path)}; "
-            f"elif [ -e {q(path)} ]; then mount --bind {stage}/hidden {q(path)}; fi"
+            f"if [ -d {target} ] && [ ! -L {target} ]; then "
+            f"mount -t tmpfs -o mode=0000,size=4k hidden {target}; "
+            f"elif [ -e {target} ]; then mount --bind {inside('/.hidden')} {target}; fi"
         )
-    lines += [f"cd {q(scratch)}", f"unset OLDPWD {_SCRIPT_VARIABLE}", '"$@"']
+    lines += [
+        f"mkdir -p {inside('/etc')} {inside('/proc')} {inside('/dev/shm')}",
+        f"printf '%s' {q(_PASSWD)} > {inside('/etc/passwd')}",
+        f"printf '%s' {q(_GROUP)} > {inside('/etc/group')}",
+        f"mount -t proc -o nosuid,nodev,noexec proc {inside('/proc')}",
+        f"mount -t tmpfs -o mode=1777,size=64m,nosuid,nodev sandbox-shm {inside('/dev/shm')}",
+    ]
+    for device in _DEVICES:
+        if os.path.exists(f"/dev/{device}"):
+            lines.append(f"touch {inside('/dev/' + device)}")
+            lines.append(f"mount --bind /dev/{device} {inside('/dev/' + device)}")
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
+        lines.append(f"ln -s {target} {inside('/dev/' + name)}")
+    lines += [
+        f"cd {r}",
+        "mkdir .old-root",
+        "pivot_root . .old-root",
+        "umount -l /.old-root",
+        "rmdir /.old-root",
+        "mount -o remount,bind,ro /",
+        f"cd {q(scratch)}",
+        f"unset OLDPWD {_SCRIPT_VARIABLE}",
+        '"$@"',
+    ]
     return "\n".join(lines)
-
-
-def _enterable_by_nobody(directory: Path) -> bool:
-    try:
-        mode = os.stat(directory).st_mode
-    except OSError:
-        return False
-    return bool(mode & stat.S_IXOTH)
 
 
 def _shell_quote(path: Path | str) -> str:
