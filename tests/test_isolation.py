@@ -176,14 +176,16 @@ def test_env_holds_only_what_was_passed(
         ["/usr/bin/env"],
         scratch=scratch,
         readable=python_runtime_paths(),
-        env={"ONLY_THIS": "1", "HOME": str(scratch)},
+        env={"ONLY_THIS": "1", "HOME": str(scratch), "PATH": "/nonexistent"},
         limits=Limits(),
         isolation=level,
     )
     out, err = proc.communicate(timeout=60)
     kill_sandbox(proc)
     assert proc.returncode == 0, err
-    assert sorted(out.decode().splitlines()) == sorted(["ONLY_THIS=1", f"HOME={scratch}", f"PWD={scratch}"])
+    assert sorted(out.decode().splitlines()) == sorted(
+        ["ONLY_THIS=1", f"HOME={scratch}", "PATH=/nonexistent", f"PWD={scratch}"]
+    )
 
 
 def test_runs_unprivileged_in_scratch(level: Isolation, scratch: Path) -> None:

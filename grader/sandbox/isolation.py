@@ -553,19 +553,24 @@ def _namespace_script(scratch: Path, readable: list[Path], hidden: list[Path]) -
     q = _shell_quote
     root = _new_root_mountpoint()
     r = q(root)
+    # Absolute paths: the caller's PATH (which the sandboxed program gets) may not hold them.
+    mount, umount, pivot_root, mkdir, touch, ln, chmod, rmdir = (
+        q(_tool(name) or name)
+        for name in ("mount", "umount", "pivot_root", "mkdir", "touch", "ln", "chmod", "rmdir")
+    )
 
     def inside(path: Path | str) -> str:
         return q(str(root) + str(path))
 
     lines = [
-        f"mount -t tmpfs -o mode=0755,size=64m,nosuid sandbox-root {r}",
-        f"mkdir -m 1777 {inside('/tmp')}",
-        f"mount -t tmpfs -o mode=1777,size=256m,nosuid,nodev sandbox-tmp {inside('/tmp')}",
+        f"{mount} -t tmpfs -o mode=0755,size=64m,nosuid sandbox-root {r}",
+        f"{mkdir} -m 1777 {inside('/tmp')}",
+        f"{mount} -t tmpfs -o mode=1777,size=256m,nosuid,nodev sandbox-tmp {inside('/tmp')}",
     ]
     binds: list[tuple[Path, bool]] = []  # (path, writable)
     for tree in _SYSTEM_TREES:
         if os.path.islink(tree):
-            lines.append(f"ln -s {q(os.readlink(tree))} {inside(tree)}")
+            lines.append(f"{ln} -s {q(os.readlink(tree))} {inside(tree)}")
         elif os.path.isdir(tree):
             binds.append((Path(tree), False))
     binds += [(Path(extra), False) for extra in _SYSTEM_FILES if os.path.exists(extra)]
@@ -576,47 +581,47 @@ def _namespace_script(scratch: Path, readable: list[Path], hidden: list[Path]) -
             continue
         target = inside(path)
         if path.is_dir():
-            lines.append(f"mkdir -p {target}")
+            lines.append(f"{mkdir} -p {target}")
         else:
-            lines.append(f"mkdir -p {inside(path.parent)} && touch {target}")
-        lines.append(f"mount --rbind {q(path)} {target}")
+            lines.append(f"{mkdir} -p {inside(path.parent)} && {touch} {target}")
+        lines.append(f"{mount} --rbind {q(path)} {target}")
         if not writable:
-            lines.append(f"mount -o remount,bind,ro,nosuid {target}")
-    lines.append(f"touch {inside('/.hidden')} && chmod 0000 {inside('/.hidden')}")
+            lines.append(f"{mount} -o remount,bind,ro,nosuid {target}")
+    lines.append(f"{touch} {inside('/.hidden')} && {chmod} 0000 {inside('/.hidden')}")
     for path in hidden:
         if not any(_is_under(path, b) and path != b for b, _ in binds):
             continue
         target = inside(path)
         lines.append(
             f"if [ -d {target} ] && [ ! -L {target} ]; then "
-            f"mount -t tmpfs -o mode=0000,size=4k hidden {target}; "
-            f"elif [ -e {target} ]; then mount --bind {inside('/.hidden')} {target}; fi"
+            f"{mount} -t tmpfs -o mode=0000,size=4k hidden {target}; "
+            f"elif [ -e {target} ]; then {mount} --bind {inside('/.hidden')} {target}; fi"
         )
     lines += [
-        f"mkdir -p {inside('/etc')} {inside('/proc')} {inside('/dev/shm')}",
+        f"{mkdir} -p {inside('/etc')} {inside('/proc')} {inside('/dev/shm')}",
         f"printf '%s' {q(_PASSWD)} > {inside('/etc/passwd')}",
         f"printf '%s' {q(_GROUP)} > {inside('/etc/group')}",
-        f"mount -t proc -o nosuid,nodev,noexec proc {inside('/proc')}",
-        f"mount -t tmpfs -o mode=1777,size=64m,nosuid,nodev sandbox-shm {inside('/dev/shm')}",
+        f"{mount} -t proc -o nosuid,nodev,noexec proc {inside('/proc')}",
+        f"{mount} -t tmpfs -o mode=1777,size=64m,nosuid,nodev sandbox-shm {inside('/dev/shm')}",
     ]
     for device in _DEVICES:
         if os.path.exists(f"/dev/{device}"):
-            lines.append(f"touch {inside('/dev/' + device)}")
-            lines.append(f"mount --bind /dev/{device} {inside('/dev/' + device)}")
+            lines.append(f"{touch} {inside('/dev/' + device)}")
+            lines.append(f"{mount} --bind /dev/{device} {inside('/dev/' + device)}")
     for name, target in (
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ):
-        lines.append(f"ln -s {target} {inside('/dev/' + name)}")
+        lines.append(f"{ln} -s {target} {inside('/dev/' + name)}")
     lines += [
         f"cd {r}",
-        "mkdir .old-root",
-        "pivot_root . .old-root",
-        "umount -l /.old-root",
-        "rmdir /.old-root",
-        "mount -o remount,bind,ro /",
+        f"{mkdir} .old-root",
+        f"{pivot_root} . .old-root",
+        f"{umount} -l /.old-root",
+        f"{rmdir} /.old-root",
+        f"{mount} -o remount,bind,ro /",
         f"cd {q(scratch)}",
         f"unset OLDPWD {_SCRIPT_VARIABLE}",
         '"$@"',
