@@ -445,8 +445,10 @@ def update(params, grads, lr):
             "update": """
 def update(params, grads, lr):
     import os
+    # Words that would give away the hidden suites, the grading data, the other submissions
+    # or the results (the Python runtime's own paths are readable in the sandbox by design).
     secrets = ["autograde", "test_backprop", "test_mnist", "mnist.npz", "MNIST_NPZ",
-               "hostile", "grades.csv", "GRADER_", "/root", "/work"]
+               "shared/data", "hostile", "grades.csv", "results.json", "GRADER_"]
     leaks = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
