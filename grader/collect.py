@@ -57,6 +57,8 @@ class Fixtures:
 @dataclass
 class _Outcome:
     status: Status = "passed"
+    called: bool = False
+    """Whether the test's call phase reported; a test only passes once it has."""
     message: str = ""
     fault: str | None = None
     figures: dict[str, Any] = field(default_factory=dict)
@@ -100,6 +102,7 @@ class Collector:
                 note = str(value)
         if call.when == "call":
             outcome.seconds = call.duration
+            outcome.called = True
         if outcome.status != "passed":
             return report
         if report.passed and call.when == "call":
@@ -147,9 +150,16 @@ def run_suite(assignment: Assignment, submission: Submission, profile: Profile, 
     sink = io.StringIO()
     with redirect_stdout(sink), redirect_stderr(sink):
         code = pytest.main(options + args, plugins=plugins)
+    if code == pytest.ExitCode.INTERRUPTED:
+        # Ctrl-C, or a notebook cell's timeout: nothing after this point may count as passed.
+        raise KeyboardInterrupt("the hidden tests were interrupted")
+    for outcome in collector.outcomes.values():
+        if outcome.status == "passed" and not outcome.called:
+            outcome.status = "failed"
+            outcome.message = "this check did not run to completion"
     errors = [o.grader_error for o in collector.outcomes.values() if o.grader_error]
     if code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR,
-                pytest.ExitCode.NO_TESTS_COLLECTED) or (code == pytest.ExitCode.INTERRUPTED):
+                pytest.ExitCode.NO_TESTS_COLLECTED):
         errors.append(f"pytest exited with {code!r}:\n{sink.getvalue()[-4000:]}")
     if public:
         return [_public_result(name, collector.outcomes[name]) for name in collector.order], errors

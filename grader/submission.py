@@ -122,7 +122,9 @@ class InProcessSubmission(Submission):
                 value = target(*args, **kwargs)
             self.last_warnings = [f"{w.category.__name__}: {w.message}" for w in caught[:10]]
         except Exception as exc:  # noqa: BLE001 - the student's exception is their result
-            raise StudentException(f"{function}() raised {type(exc).__name__}: {exc}") from None
+            detail = str(exc) or ("not implemented yet — replace `raise NotImplementedError()` "
+                                  "with your code" if isinstance(exc, NotImplementedError) else "")
+            raise StudentException(f"{function}() raised {type(exc).__name__}: {detail}") from None
         self._counter += 1
         keras_model = None
         if self.assignment.needs_tensorflow:

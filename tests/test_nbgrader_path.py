@@ -253,13 +253,6 @@ def test_bridge_writes_grader_scores_as_manual_scores(course: Path, tmp_path: Pa
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug in the in-kernel harness: when nbgrader interrupts a test cell, pytest "
-    "stops the run, grader.collect counts the interrupted test as passed (its setup passed and "
-    "no call report is made), and autograde() still returns a number, which nbgrader reads "
-    "before the CellTimeoutError; the cell scores 1 of 2 instead of 0",
-)
 def test_a_cell_past_the_timeout_costs_that_cell_only(tmp_path: Path) -> None:
     """update() never returns: its autograder cell is interrupted and scores 0; the kernel lives
     on and the later cells are graded (this student's train_step does its own update)."""

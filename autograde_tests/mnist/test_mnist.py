@@ -80,8 +80,9 @@ def _check_architecture(submission, kind):
     found_out = tuple(model.outputs[0].shape)
     if found_out != (None, 10) and kind in ("lstm", "gru") and len(found_out) == 3:
         raise AssertionError(
-            f"{function}(): output shape {found_out}, expected (None, 10) — an "
-            f"{kind.upper()} that feeds a Dense classifier must not return sequences"
+            f"{function}(): output shape {found_out}, expected (None, 10) — "
+            f"{'an' if kind == 'lstm' else 'a'} {kind.upper()} that feeds a Dense classifier "
+            "must not return sequences"
         )
     assert found_out == (None, 10), (
         f"{function}(): output shape {found_out}, expected (None, 10) — the last layer is "

@@ -58,7 +58,9 @@ def _student_traceback(exc: BaseException) -> str:
         f"  {f.filename[1:-1]}, line {f.lineno}, in {f.name}: {(f.line or '').strip()}\n"
         for f in frames[-3:]
     )
-    head = f"{type(exc).__name__}: {exc}"[:1000]
+    detail = str(exc) or ("not implemented yet — replace `raise NotImplementedError()` with your "
+                          "code" if isinstance(exc, NotImplementedError) else "")
+    head = f"{type(exc).__name__}: {detail}"[:1000]
     return f"{head}\n{where}".rstrip()
 
 
