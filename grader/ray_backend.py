@@ -30,7 +30,8 @@ Resources declared per task (read from the driver's environment):
 
 The driver's other ``GRADER_*`` settings (time and memory limits of the sandbox) are passed to
 every task, so a submission is graded under the same limits wherever it runs. Where each
-submission ran is appended to ``DIR/.logs/ray.jsonl``.
+submission ran is appended to ``DIR/.logs/ray.jsonl``, with the seconds the task took and the
+seconds its checking process took (the difference is what the task adds on the node).
 """
 
 from __future__ import annotations
@@ -189,12 +190,15 @@ def grade_task(spec: dict[str, Any], notebook: bytes | None,
                   profile=spec["profile"], out_dir=out, mnist=mnist,
                   isolation=spec["isolation"])
         with _environ(env):
+            grading_started = time.perf_counter()
             result = grade_in_subprocess(job)
+            grade_seconds = time.perf_counter() - grading_started
         log_path = out / ".logs" / f"{job.student}.log"
         log = log_path.read_text(errors="replace") if log_path.exists() else ""
     result.notebook = spec["notebook"]  # the driver's path, as the local backend records it
     return {"result": result.to_dict(), "log": log, "node_id": _node_id(),
             "hostname": socket.gethostname(), "pid": os.getpid(),
+            "grade_seconds": round(grade_seconds, 3),
             "task_seconds": round(time.perf_counter() - started, 3)}
 
 
@@ -220,11 +224,26 @@ def task_spec(job: Job) -> tuple[dict[str, Any], bytes | None]:
         return spec, None  # graded as a missing file: the student's "cannot read" result
 
 
+def _check_reachable(address: str) -> None:
+    """Fail at once on a HOST:PORT nobody listens on (Ray itself keeps retrying for minutes)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return  # "auto", "local", ray://...: Ray resolves these itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc}): start its head with "
+            "`ray start --head --port=PORT` (see docs/ray.md) or correct --address") from None
+
+
 def _connect(ray: Any, address: str | None) -> bool:
     """Connect to the cluster (``address``, else ``RAY_ADDRESS``, else the cluster started on
     this machine, else a new local one). True when this call connected, so it disconnects."""
     if ray.is_initialized():
         return False
+    if address:
+        _check_reachable(address)
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -279,6 +298,7 @@ def _finish(ray: Any, ref: Any, job: Job, resources: TaskResources) -> Submissio
         atomic_write_text(job.out_dir / ".logs" / f"{job.student}.log", payload["log"])
         record = {"student": job.student, "node_id": payload["node_id"],
                   "hostname": payload["hostname"], "pid": payload["pid"],
+                  "grade_seconds": payload["grade_seconds"],
                   "task_seconds": payload["task_seconds"]}
     write_outputs(result, job.out_dir)
     _append_node_log(job.out_dir, record)

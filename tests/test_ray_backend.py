@@ -84,6 +84,15 @@ def test_task_spec_sends_the_notebook_not_its_path(tmp_path: Path) -> None:
     json.dumps(spec)  # plain data only
 
 
+def test_an_address_nobody_answers_fails_at_once(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    port = _free_port()  # closed again: nothing listens there
+    started = time.monotonic()
+    with pytest.raises(ConfigurationError, match=f"no Ray cluster answers at 127.0.0.1:{port}"):
+        ray_backend.run(_jobs(tmp_path, 1), address=f"127.0.0.1:{port}", force=False)
+    assert time.monotonic() - started < 30
+
+
 # --- a local cluster ------------------------------------------------------------------------
 
 def _free_port() -> int:
