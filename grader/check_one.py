@@ -63,7 +63,25 @@ def hidden_paths(job: Job) -> tuple[Path, ...]:
     found = find_mnist(job.mnist)
     if found is not None:
         paths.append(found.resolve().parent)
+    # A forbidden library is hidden as well as blocked: code that removes the import blocker
+    # still finds nothing to import.
+    paths += forbidden_package_dirs(load_assignment(job.assignment).forbidden_imports)
     return tuple(paths)
+
+
+def forbidden_package_dirs(names: tuple[str, ...]) -> list[Path]:
+    """Where the forbidden packages are installed, found without importing them."""
+    import importlib.util
+
+    dirs: list[Path] = []
+    for name in names:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is not None and spec.submodule_search_locations:
+            dirs += [Path(p).resolve() for p in spec.submodule_search_locations]
+    return dirs
 
 
 def _all_failed(job: Job, message: str, fault: str) -> list[TestResult]:

@@ -9,8 +9,12 @@ refused with a message. Nothing is ever unpickled.
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
+import stat
+import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -63,7 +67,14 @@ def encode(
                     "(float, int or bool), not Python objects"
                 )
             path = next_path(".npy")
-            np.save(path, np.ascontiguousarray(obj), allow_pickle=False)
+            if obj.nbytes > MAX_ARRAY_BYTES:
+                raise RefusedValue(f"{what} is an array of {obj.nbytes / 2**20:.0f} MB; the grader "
+                                   f"accepts arrays up to {MAX_ARRAY_BYTES // 2**20} MB")
+            try:
+                np.save(path, np.ascontiguousarray(obj), allow_pickle=False)
+            except OSError as exc:
+                raise RefusedValue(f"{what} could not be written: the sandbox's file size limit "
+                                   f"was reached ({exc})") from None
             return {"__ndarray__": path.name}
         if cls in (list, tuple):
             if len(obj) > MAX_ITEMS:
@@ -95,6 +106,33 @@ def encode(
         )
 
     return walk(value, 0)
+
+
+MAX_ARRAY_BYTES = 512 * 2**20
+
+
+def _open_reply_file(path: Path, what: str, limit: int) -> bytes:
+    """Read a file the sandbox wrote, refusing links, FIFOs, devices and oversized files.
+
+    The sandbox controls the scratch folder: without these checks a symlink could make the
+    checker read (and echo back) a host file, and a FIFO could block it forever.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise RefusedValue(f"{what}: the reply names a file that cannot be opened safely "
+                           f"({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RefusedValue(f"{what}: the reply names something that is not a regular file")
+        if info.st_size > limit:
+            raise RefusedValue(f"{what} is {info.st_size / 2**20:.0f} MB; the grader accepts at "
+                               f"most {limit // 2**20} MB")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read(limit + 1)
+    finally:
+        os.close(fd)
 
 
 def _check_keras_config(path: Path, what: str) -> None:
@@ -139,6 +177,14 @@ def _check_keras_config(path: Path, what: str) -> None:
 def load_model_safely(path: Path, what: str) -> Any:
     import keras
 
+    data = _open_reply_file(path, what, MAX_MODEL_BYTES)
+    with tempfile.TemporaryDirectory(prefix="grader-model-") as private:
+        copy = Path(private) / "model.keras"
+        copy.write_bytes(data)
+        return _load_private_model(keras, copy, what)
+
+
+def _load_private_model(keras: Any, path: Path, what: str) -> Any:
     _check_keras_config(path, what)
     try:
         return keras.models.load_model(path, safe_mode=True, compile=True)
@@ -150,8 +196,9 @@ def load_model_safely(path: Path, what: str) -> Any:
 
 
 def _load_array(path: Path, what: str) -> np.ndarray:
+    data = _open_reply_file(path, what, MAX_ARRAY_BYTES)
     try:
-        array = np.load(path, allow_pickle=False)
+        array = np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as exc:
         raise RefusedValue(f"{what}: array file refused ({exc})") from None
     if type(array) is not np.ndarray or array.dtype.kind not in ARRAY_KINDS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,12 @@ def _already_graded(out: Path, job: Job) -> bool:
             and previous.notebook == str(job.notebook) and previous.grader_error is None)
 
 
+def check_seconds() -> float:
+    """Wall-clock limit of one checking process (GRADER_CHECK_SECONDS, default 3600 s): the
+    grader's own safety net should a submission manage to stall the checker."""
+    return float(os.environ.get("GRADER_CHECK_SECONDS", 3600))
+
+
 def grade_in_subprocess(job: Job) -> SubmissionResult:
     """Grade one submission in a fresh checking process; the grader's own crash is recorded."""
     logs = job.out_dir / ".logs"
@@ -93,10 +100,19 @@ def grade_in_subprocess(job: Job) -> SubmissionResult:
         json.dump(spec, handle)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONHASHSEED="0")
     log = logs / f"{job.student}.log"
+    limit = check_seconds()
     try:
         with open(log, "wb") as sink:
-            code = subprocess.call([sys.executable, "-m", "grader.check_one", handle.name],
-                                   stdout=sink, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen([sys.executable, "-m", "grader.check_one", handle.name],
+                                    stdout=sink, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
+            try:
+                code = proc.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                sink.write(f"\nchecking process killed after {limit:.0f} s\n".encode())
+                code = -signal.SIGKILL
     finally:
         os.unlink(handle.name)
     path = job.out_dir / job.student / RESULT_FILE

@@ -229,12 +229,14 @@ class SandboxSubmission(Submission):
 
     def _exit_reason(self) -> str:
         assert self._proc is not None
+        from grader.sandbox.isolation import exit_signal
+
         try:
             code = self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             return "stopped answering"
-        if code < 0:
-            sig = signal.Signals(-code)
+        sig = exit_signal(code, self.isolation)
+        if sig is not None:
             if sig == signal.SIGSEGV:
                 return "crashed with a segmentation fault (SIGSEGV)"
             if sig == signal.SIGKILL:

@@ -224,8 +224,10 @@ def test_update_no_mutation(submission):
     params, _, _ = _random_case(310)
     grads = _grads_for(311)
     before = dict(params)
-    _, (params_after, grads_after, _) = submission.call_and_return_args("update", params, grads,
-                                                                        0.5)
+    result, (params_after, grads_after, _) = submission.call_and_return_args(
+        "update", params, grads, 0.5)
+    assert isinstance(result, dict), (
+        f"update(): expected a new params dict, found {type(result).__name__}")
     assert params_after == before, (
         "update(): the params dict passed in was changed; expected it untouched — build and "
         "return a new dict (e.g. {k: params[k] - lr * grads[k] for k in params})"
