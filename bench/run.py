@@ -433,15 +433,17 @@ def _runs(report: dict[str, Any], **match: Any) -> list[dict[str, Any]]:
 def render(report: dict[str, Any]) -> str:
     """The tables of docs/benchmarks.md, from the results."""
     lines = ["| assignment | grader | N | J | wall (s) | per submission, median (s) | "
-             "wall / N (s) | peak RSS, process tree (MB) | largest process (MB) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "wall / N (s) | peak RSS, process tree (MB) | largest process (MB) | "
+             "load average after (1 min) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["runs"]:
         if r["tool"] == "limit":
             continue
         jobs = str(r["jobs"]) if r["tool"] == "grader" else "1 (serial)"
+        load = r["extra"].get("load_average_after", [float("nan")])[0]
         lines.append(f"| {r['assignment']} | {r['tool']} | {r['n']} | {jobs} | {r['wall_s']:.1f} "
                      f"| {r['per_submission_median_s']:.2f} | {r['amortised_s']:.2f} | "
-                     f"{r['peak_tree_rss_mb']:.0f} | {r['max_process_rss_mb']:.0f} |")
+                     f"{r['peak_tree_rss_mb']:.0f} | {r['max_process_rss_mb']:.0f} | "
+                     f"{_num(load)} |")
     lines += ["", "| assignment | limit per submission (s) | grader, N=1 (s) | grader overhead "
               "(s) | grader / limit | nbgrader, N=1 (s) | nbgrader / limit | "
               "nbgrader / grader |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -455,8 +457,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"| {a} | {lim:.2f} | {_num(g)} | {_num(g - lim)} | {_ratio(g, lim)} | "
                      f"{_num(nb)} | {_ratio(nb, lim)} | {_ratio(nb, g)} |")
     lines += ["", "| assignment | limit (s) | grader's accuracy tests (s) | other hidden tests "
-              "(s) | checking process outside the tests (s) | start-up, outside the checking "
-              "process (s) | grader wall, N=1 (s) |", "|---|---:|---:|---:|---:|---:|---:|"]
+              "(s) | checking process outside the tests (s) | processes' start-up and writing "
+              "the outputs (s) | grader wall, N=1 (s) |", "|---|---:|---:|---:|---:|---:|---:|"]
     for limit in _runs(report, tool="limit"):
         one = _runs(report, assignment=limit["assignment"], tool="grader", n=1, jobs=1)
         ref = one[0]["extra"].get("reference") if one else None
@@ -583,7 +585,16 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: the plan's; 0 for none)")
     parser.add_argument("--out", type=Path, default=BENCH / "output")
     parser.add_argument("--plot", type=Path, default=None, help="default: OUT/benchmarks.png")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: redraw OUT/report.md and the plot from "
+                             "OUT/results.json")
     args = parser.parse_args(argv)
+    if args.render:
+        saved = json.loads((args.out / "results.json").read_text())
+        (args.out / "report.md").write_text(render(saved))
+        draw(saved, args.plot or args.out / "benchmarks.png")
+        print(render(saved))
+        return 0
     plans = plans_from(args)
     shown = " ".join(sys.argv[1:] if argv is None else argv)
     command = f".venv/bin/python bench/run.py {shown}".strip()
