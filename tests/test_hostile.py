@@ -329,7 +329,7 @@ FAILS_WITH = {
     "ndarray_subclass": ("total_error", r"ndarray subclass"),
     "equals_everything": ("total_error", r"Anything; expected numbers"),
     "pickle_payload": ("total_error", r"Payload; expected numbers"),
-    "returns_huge_array": ("total_error", r"could not be sent|larger than"),
+    "returns_huge_array": ("total_error", r"could not be sent|larger than|file size limit"),
     "closes_protocol_pipes": ("update", r"notebook's code exited"),
     "writes_huge_file": ("update", r"File too large|larger than the limit"),
     "forges_reply_naming_a_fifo": ("update", r"refused|not a regular file|did not finish"),

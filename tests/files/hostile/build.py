@@ -598,7 +598,9 @@ def update(params, grads, lr):
     Attack(
         "backprop",
         "removes_import_blocker",
-        ("backward",),
+        # backward fails outright (TensorFlow is not there to import), so train_step, which
+        # calls it, loses its points too
+        ("backward", "train_step"),
         {
             "backward": """
 import sys
