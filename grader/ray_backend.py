@@ -313,18 +313,10 @@ def run(jobs: list[Job], *, address: str | None, force: bool,
     ``on_done(result, skipped)`` as each one is known.
     """
     from grader.course import load_assignment
-    from grader.runner import RESULT_FILE, _already_graded
+    from grader.runner import split_finished
 
     ray = import_ray()
-    results: dict[str, SubmissionResult] = {}
-    todo: list[Job] = []
-    for job in jobs:
-        if not force and _already_graded(job.out_dir, job):
-            results[job.student] = SubmissionResult.load(job.out_dir / job.student / RESULT_FILE)
-            if on_done:
-                on_done(results[job.student], True)
-        else:
-            todo.append(job)
+    results, todo = split_finished(jobs, force=force, on_done=on_done)
     if not todo:
         return [results[job.student] for job in jobs]
 

@@ -124,11 +124,11 @@ def grade_in_subprocess(job: Job) -> SubmissionResult:
     return result
 
 
-def run(jobs: list[Job], *, workers: int, force: bool,
-        on_done: Callable[[SubmissionResult, bool], None] | None = None,
-        grade_one: Callable[[Job], SubmissionResult] = grade_in_subprocess,
-        ) -> list[SubmissionResult]:
-    """Grade ``jobs`` with ``workers`` in parallel, skipping finished ones unless ``force``."""
+def split_finished(jobs: list[Job], *, force: bool,
+                   on_done: Callable[[SubmissionResult, bool], None] | None = None,
+                   ) -> tuple[dict[str, SubmissionResult], list[Job]]:
+    """The results already on disk (reported to ``on_done`` as skipped) and the jobs left.
+    Every backend resumes through this."""
     results: dict[str, SubmissionResult] = {}
     todo = []
     for job in jobs:
@@ -138,6 +138,15 @@ def run(jobs: list[Job], *, workers: int, force: bool,
                 on_done(results[job.student], True)
         else:
             todo.append(job)
+    return results, todo
+
+
+def run(jobs: list[Job], *, workers: int, force: bool,
+        on_done: Callable[[SubmissionResult, bool], None] | None = None,
+        grade_one: Callable[[Job], SubmissionResult] = grade_in_subprocess,
+        ) -> list[SubmissionResult]:
+    """Grade ``jobs`` with ``workers`` in parallel, skipping finished ones unless ``force``."""
+    results, todo = split_finished(jobs, force=force, on_done=on_done)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {pool.submit(grade_one, job): job for job in todo}
         for future in as_completed(futures):

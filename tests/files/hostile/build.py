@@ -787,18 +787,7 @@ def notebook_for(attack: Attack) -> nbformat.NotebookNode:
         nb = samples.reference("backprop")
     else:
         nb = nbformat.read(ROOT / "assignments" / "mnist" / "mnist.ipynb", as_version=4)
-    done = set()
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if cell.metadata.get("nbgrader", {}).get("solution") and grade_id in attack.replace:
-            cell.source = attack.replace[grade_id].strip() + "\n"
-            done.add(grade_id)
-    missing = set(attack.replace) - done
-    if missing:
-        raise SystemExit(f"{attack.name}: no answer cell for {', '.join(sorted(missing))}")
-    if attack.extra_cell:
-        first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
-        nb.cells.insert(first_code + 1, nbformat.v4.new_code_cell(attack.extra_cell.strip()))
+    nb = samples.replace_answers(nb, attack.replace, attack.extra_cell, attack.name)
     for index, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{index}"
     return nb

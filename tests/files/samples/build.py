@@ -367,21 +367,28 @@ def reference(assignment: str) -> nbformat.NotebookNode:
     return nb
 
 
-def with_mistake(mistake: Mistake) -> nbformat.NotebookNode:
-    nb = reference(mistake.assignment)
+def replace_answers(nb: nbformat.NotebookNode, replace: dict[str, str], extra_cell: str,
+                    name: str) -> nbformat.NotebookNode:
+    """Swap the answer cells named in ``replace`` (by grade id) and add ``extra_cell`` after
+    the first code cell; used by the sample and the hostile notebooks alike."""
     done = set()
     for cell in nb.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if cell.metadata.get("nbgrader", {}).get("solution") and grade_id in mistake.replace:
-            cell.source = mistake.replace[grade_id].strip() + "\n"
+        if cell.metadata.get("nbgrader", {}).get("solution") and grade_id in replace:
+            cell.source = replace[grade_id].strip() + "\n"
             done.add(grade_id)
-    missing = set(mistake.replace) - done
+    missing = set(replace) - done
     if missing:
-        raise SystemExit(f"{mistake.name}: no answer cell for {', '.join(sorted(missing))}")
-    if mistake.extra_cell:
+        raise SystemExit(f"{name}: no answer cell for {', '.join(sorted(missing))}")
+    if extra_cell:
         first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
-        nb.cells.insert(first_code + 1, nbformat.v4.new_code_cell(mistake.extra_cell.strip()))
+        nb.cells.insert(first_code + 1, nbformat.v4.new_code_cell(extra_cell.strip()))
     return nb
+
+
+def with_mistake(mistake: Mistake) -> nbformat.NotebookNode:
+    return replace_answers(reference(mistake.assignment), mistake.replace, mistake.extra_cell,
+                           mistake.name)
 
 
 def build_all() -> dict[Path, str]:
