@@ -3,11 +3,9 @@ extraction and sandbox as grading, public tests only (no training)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from grader.collect import run_suite
+from grader.collect import result_lines, run_suite
 from grader.course import ASSIGNMENT_NAMES, load_assignment
 from grader.errors import ConfigurationError, NotebookUnreadable
 from grader.extract import extract_answer_code, read_notebook
@@ -35,10 +33,7 @@ def main(*, notebook: Path, assignment: str | None) -> int:
         return 1
     for message in extracted.messages:
         print(f"note: {message}")
-    scratch_root = Path(tempfile.mkdtemp(prefix="grader-check-"))
-    os.chmod(scratch_root, 0o711)
-    submission = SandboxSubmission(extracted, course, scratch_root=scratch_root,
-                                   limits=Limits(call_seconds=120, submission_seconds=300),
+    submission = SandboxSubmission(extracted, course, limits=Limits(call_seconds=120, submission_seconds=300),
                                    isolation=detect_isolation(), hidden=())
     try:
         results, errors = run_suite(course, submission, get_profile("quick"), mnist_path=None,
@@ -48,9 +43,7 @@ def main(*, notebook: Path, assignment: str | None) -> int:
     for message in submission.load_messages[len(extracted.messages):]:
         print(f"note: {message}")
     failed = [r for r in results if r.status != "passed"]
-    for r in results:
-        mark = "ok  " if r.status == "passed" else "FAIL"
-        print(f"{mark} {r.name}" + ("" if r.status == "passed" else f"\n     {r.message}"))
+    print(result_lines(results))
     for error in errors:
         print(f"grader problem: {error.splitlines()[0] if error else ''}")
     print(f"{len(results) - len(failed)} of {len(results)} public checks passed"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -112,16 +111,12 @@ def grade(job: Job) -> SubmissionResult:
 
         configure_determinism()
         result.device = device_description()
-    scratch_root = Path(tempfile.mkdtemp(prefix="grader-"))
-    os.chmod(scratch_root, 0o711)
-    submission = SandboxSubmission(extracted, assignment, scratch_root=scratch_root,
-                                   limits=limits_from_env(), isolation=isolation,
-                                   hidden=hidden_paths(job))
+    submission = SandboxSubmission(extracted, assignment, limits=limits_from_env(),
+                                   isolation=isolation, hidden=hidden_paths(job))
     try:
         tests, errors = run_suite(assignment, submission, profile, mnist_path=job.mnist)
     finally:
         submission.close()
-        os.rmdir(scratch_root) if not any(scratch_root.iterdir()) else None
     result.tests = tests
     result.load_messages = submission.load_messages + [
         f"import of {name!r} blocked: this exercise is NumPy only"

@@ -178,6 +178,18 @@ def run_suite(assignment: Assignment, submission: Submission, profile: Profile, 
     return results, errors
 
 
+def result_lines(results: list[TestResult], indent: str = "") -> str:
+    """``ok  name`` or ``FAIL name`` and the message beneath: what a student reads in a terminal
+    or a notebook cell."""
+    lines = []
+    for r in results:
+        if r.status == "passed":
+            lines.append(f"{indent}ok   {r.name}")
+        else:
+            lines.append(f"{indent}FAIL {r.name}\n{indent}     {r.message}")
+    return "\n".join(lines)
+
+
 def _public_result(test_id: str, outcome: _Outcome) -> TestResult:
     function, _, what = test_id.removeprefix("test_").partition("__")
     return TestResult(name=f"{function}: {what.replace('_', ' ')}", function=function, score=0.0,

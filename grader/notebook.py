@@ -58,22 +58,22 @@ def _run(assignment_name: str, namespace: dict[str, Any], *, public: bool,
 def autograde(assignment: str, function: str, namespace: dict[str, Any]) -> float:
     """Run the hidden tests of one function in the kernel; print what failed; return the
     points earned (nbgrader reads the cell's numeric result as partial credit)."""
+    from grader.collect import result_lines
+
     results = _run(assignment, namespace, public=False, functions=(function,))
     earned = sum(r.score for r in results)
     available = sum(r.max_score for r in results)
     print(f"{function}: {earned:g} / {available:g} points")
-    for r in results:
-        mark = "ok  " if r.status == "passed" else "FAIL"
-        print(f"  {mark} {r.name}" + ("" if r.status == "passed" else f"\n       {r.message}"))
+    print(result_lines(results, indent="  "))
     return float(earned)
 
 
 def run_public_checks(assignment: str, namespace: dict[str, Any]) -> bool:
     """The public checks, from a cell: prints what passed and what to fix."""
+    from grader.collect import result_lines
+
     results = _run(assignment, namespace, public=True, functions=())
     failed = [r for r in results if r.status != "passed"]
-    for r in results:
-        mark = "ok  " if r.status == "passed" else "FAIL"
-        print(f"{mark} {r.name}" + ("" if r.status == "passed" else f"\n     {r.message}"))
+    print(result_lines(results))
     print(f"{len(results) - len(failed)} of {len(results)} public checks passed")
     return not failed

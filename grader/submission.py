@@ -36,13 +36,7 @@ from grader.errors import (
     WorkerCrashed,
 )
 from grader.extract import Extracted
-
-
-def _warn_on_overflow() -> Any:
-    import numpy as np
-
-    return np.errstate(over="warn", divide="warn", invalid="warn", under="ignore")
-
+from grader.sandbox.worker import describe_exception, warn_on_overflow
 
 MAX_REPLY_BYTES = 16 * 2**20
 NOBODY = 65534
@@ -117,14 +111,12 @@ class InProcessSubmission(Submission):
 
 
         try:
-            with warnings.catch_warnings(record=True) as caught, _warn_on_overflow():
+            with warnings.catch_warnings(record=True) as caught, warn_on_overflow():
                 warnings.simplefilter("always")
                 value = target(*args, **kwargs)
             self.last_warnings = [f"{w.category.__name__}: {w.message}" for w in caught[:10]]
         except Exception as exc:  # noqa: BLE001 - the student's exception is their result
-            detail = str(exc) or ("not implemented yet — replace `raise NotImplementedError()` "
-                                  "with your code" if isinstance(exc, NotImplementedError) else "")
-            raise StudentException(f"{function}() raised {type(exc).__name__}: {detail}") from None
+            raise StudentException(f"{function}() raised {describe_exception(exc)}") from None
         self._counter += 1
         keras_model = None
         if self.assignment.needs_tensorflow:
@@ -162,14 +154,16 @@ class _OutputDrain(threading.Thread):
 class SandboxSubmission(Submission):
     """The answer code in a sandboxed worker process, answering calls over a pipe."""
 
-    def __init__(self, extracted: Extracted, assignment: Assignment, *, scratch_root: Path,
-                 limits: Any, isolation: Any, hidden: tuple[Path, ...] = ()) -> None:
+    def __init__(self, extracted: Extracted, assignment: Assignment, *, limits: Any,
+                 isolation: Any, hidden: tuple[Path, ...] = ()) -> None:
         super().__init__(assignment)
         self.extracted = extracted
         self.limits = limits
         self.isolation = isolation
         self.hidden = hidden
-        self.scratch_root = scratch_root
+        # A private folder (mode 0711: no one else can list it) holding each worker's scratch.
+        self._root = Path(tempfile.mkdtemp(prefix="grader-"))
+        os.chmod(self._root, 0o711)
         self.load_messages = list(extracted.messages)
         self._deadline = time.monotonic() + limits.submission_seconds
         self._proc: subprocess.Popen[bytes] | None = None
@@ -184,7 +178,7 @@ class SandboxSubmission(Submission):
     def _spawn(self) -> None:
         from grader.sandbox.isolation import python_runtime_paths, spawn_sandboxed
 
-        self._scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=self.scratch_root))
+        self._scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=self._root))
         if os.geteuid() == 0:
             os.chown(self._scratch, NOBODY, NOBODY)
         os.chmod(self._scratch, 0o755)
@@ -223,9 +217,8 @@ class SandboxSubmission(Submission):
 
     def close(self) -> None:
         self._kill()
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
+        self._scratch = None
+        shutil.rmtree(self._root, ignore_errors=True)
 
     def _exit_reason(self) -> str:
         assert self._proc is not None

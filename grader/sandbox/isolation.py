@@ -262,22 +262,11 @@ def _describe(level: str) -> list[str]:
         if per_sandbox
         else "process limit shared by all sandboxes of the same uid"
     )
-    if level == "bubblewrap":
+    if level in ("bubblewrap", "namespaces"):
+        tool = ("bubblewrap " + _bwrap_version() if level == "bubblewrap"
+                else "unshare and pivot_root (util-linux)")
         return [
-            "bubblewrap " + _bwrap_version(),
-            "no network (network namespace)",
-            "own /proc (pid namespace), ipc and uts namespaces",
-            "read-only view of system libraries, the Python runtime and named paths only",
-            "writable: the scratch directory and a private /tmp",
-            f"runs as uid {NOBODY}, no capabilities, no_new_privs"
-            if root
-            else f"runs as uid {os.getuid()} in a user namespace, no capabilities",
-            "rlimits: address space, processes, file size, no core files",
-            nproc,
-        ]
-    if level == "namespaces":
-        return [
-            "unshare and pivot_root (util-linux)",
+            tool,
             "no network (network namespace)",
             "own /proc (pid namespace), ipc and uts namespaces",
             "read-only view of system libraries, the Python runtime and named paths only",

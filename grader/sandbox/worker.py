@@ -14,6 +14,7 @@ Run as ``python -I -m grader.sandbox.worker SCRATCH``.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import importlib.abc
 import json
@@ -45,10 +46,18 @@ class _BlockImports(importlib.abc.MetaPathFinder):
         return None
 
 
-def _warn_on_overflow() -> Any:
+def warn_on_overflow() -> Any:
+    """NumPy floating-point errors as warnings (recorded per call); underflow stays silent."""
     import numpy as np
 
     return np.errstate(over="warn", divide="warn", invalid="warn", under="ignore")
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``Type: message``, with a hint for the notebook's untouched stubs."""
+    detail = str(exc) or ("not implemented yet — replace `raise NotImplementedError()` with your "
+                          "code" if isinstance(exc, NotImplementedError) else "")
+    return f"{type(exc).__name__}: {detail}"
 
 
 def _student_traceback(exc: BaseException) -> str:
@@ -58,9 +67,7 @@ def _student_traceback(exc: BaseException) -> str:
         f"  {f.filename[1:-1]}, line {f.lineno}, in {f.name}: {(f.line or '').strip()}\n"
         for f in frames[-3:]
     )
-    detail = str(exc) or ("not implemented yet — replace `raise NotImplementedError()` with your "
-                          "code" if isinstance(exc, NotImplementedError) else "")
-    head = f"{type(exc).__name__}: {detail}"[:1000]
+    head = describe_exception(exc)[:1000]
     return f"{head}\n{where}".rstrip()
 
 
@@ -96,14 +103,12 @@ class Worker:
             source = cell["source"]
             linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
             try:
-                code = compile(source, filename, "exec")
+                tree = ast.parse(source, filename)
             except SyntaxError as exc:
                 messages.append(f"syntax error in cell {cell['index']}, line {exc.lineno}: {exc.msg}")
                 continue
             # Statement by statement, so that one failing import does not hide the functions.
-            import ast
-
-            for stmt in ast.parse(source).body:
+            for stmt in tree.body:
                 module = ast.Module(body=[stmt], type_ignores=[])
                 try:
                     exec(compile(module, filename, "exec"), self.namespace)  # noqa: S102
@@ -111,7 +116,6 @@ class Worker:
                     messages.append(
                         f"cell {cell['index']}, line {stmt.lineno}: {type(exc).__name__}: {exc}"
                     )
-            del code
         defined = sorted(k for k, v in self.namespace.items() if callable(v) and not
                          k.startswith("_"))
         return {
@@ -137,7 +141,7 @@ class Worker:
         import warnings
 
         try:
-            with warnings.catch_warnings(record=True) as caught, _warn_on_overflow():
+            with warnings.catch_warnings(record=True) as caught, warn_on_overflow():
                 warnings.simplefilter("always")
                 value = function(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - SystemExit included: the student's fault
