@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-from IPython.core.inputtransformer2 import TransformerManager
+# nbformat's validator imports jsonschema, whose format checkers import rfc3987_syntax when it is
+# installed (nbformat's jsonschema[format-nongpl] installs it); that module compiles some 35 Lark
+# grammars at import, about 2 s of every checking process, for the "iri" formats that no
+# notebook schema uses (python-jsonschema/jsonschema#1428). A None entry makes that optional
+# import fail, as if the package were absent; a process that already imported it keeps it.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
-from grader.errors import NotebookUnreadable
+import nbformat  # noqa: E402
+from IPython.core.inputtransformer2 import TransformerManager  # noqa: E402
+
+from grader.errors import NotebookUnreadable  # noqa: E402
 
 MAX_NOTEBOOK_BYTES = 50 * 2**20
 

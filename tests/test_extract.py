@@ -97,3 +97,21 @@ def test_huge_notebook_is_refused_before_reading(tmp_path):
         read_notebook(path)
     assert str(info.value) == ("huge.ipynb is 100 MB; expected a notebook under 50 MB — clear "
                                "the outputs (Edit → Clear Outputs of All Cells) and submit again")
+
+
+def test_checking_process_skips_the_slow_iri_checker_and_still_validates():
+    """Each submission's checking process imports the extractor; jsonschema's optional IRI
+    checker (seconds of grammar compiling per process) must stay out of it, while nbformat
+    still validates notebooks."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nimport grader.check_one\nimport nbformat\n"
+             "print(sys.modules.get('rfc3987_syntax') is None)\n"
+             "good = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('x = 1')])\n"
+             "bad = {'cells': [{'cell_type': 'code', 'source': 'x = 1'}], 'metadata': {},\n"
+             "       'nbformat': 4, 'nbformat_minor': 5}\n"
+             "print(nbformat.validator.isvalid(good), nbformat.validator.isvalid(bad))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["True", "True", "False"]
