@@ -106,14 +106,18 @@ def grade(job: Job) -> SubmissionResult:
         result.seconds = round(time.perf_counter() - started, 3)
         return result
     extracted = extract_answer_code(notebook)
-    if assignment.needs_tensorflow:
-        from grader.training import configure_determinism, device_description
-
-        configure_determinism()
-        result.device = device_description()
     submission = SandboxSubmission(extracted, assignment, limits=limits_from_env(),
                                    isolation=isolation, hidden=hidden_paths(job))
     try:
+        # The worker boots (Python, the notebook's imports, TensorFlow) while this process
+        # loads what it needs anyway: TensorFlow, and matplotlib for the feedback's figures.
+        submission.start()
+        if assignment.needs_tensorflow:
+            from grader.training import configure_determinism, device_description
+
+            configure_determinism()
+            result.device = device_description()
+        import grader.export.feedback  # noqa: F401
         tests, errors = run_suite(assignment, submission, profile, mnist_path=job.mnist)
     finally:
         submission.close()

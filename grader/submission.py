@@ -173,6 +173,9 @@ class SandboxSubmission(Submission):
         self._dead_reason: str | None = None
         self._ids = 0
         self._loaded_once = False
+        self._pending_load: tuple[float, float] | None = None
+        """(sent at, time limit) of a load request whose reply has not been read yet."""
+        self._load_error: Exception | None = None
 
     # -- process management -------------------------------------------------------------
     def _spawn(self) -> None:
@@ -214,6 +217,7 @@ class SandboxSubmission(Submission):
                 if self._drain.total > self.limits.output_bytes:
                     self._hit("output")
             self._proc = None
+            self._pending_load = None
 
     def close(self) -> None:
         self._kill()
@@ -245,6 +249,10 @@ class SandboxSubmission(Submission):
         return self._deadline - time.monotonic()
 
     def _request(self, payload: dict[str, Any], what: str) -> dict[str, Any]:
+        return self._receive(what, *self._send(payload, what))
+
+    def _send(self, payload: dict[str, Any], what: str) -> tuple[float, float]:
+        """Write one request; returns (when it was sent, how long its reply may take)."""
         if self._remaining() <= 0:
             self._hit("time")
             raise SubmissionTimeout(
@@ -262,14 +270,20 @@ class SandboxSubmission(Submission):
             self._dead_reason = reason
             self._kill()
             raise WorkerCrashed(f"{what}: the notebook's code {reason}") from None
+        return time.monotonic(), timeout
+
+    def _receive(self, what: str, started: float, timeout: float) -> dict[str, Any]:
+        """Wait for the reply to the request sent at ``started``."""
+        assert self._proc is not None and self._proc.stdout is not None
         buffer = bytearray()
-        started = time.monotonic()
         fd = self._proc.stdout.fileno()
         with selectors.DefaultSelector() as selector:
             selector.register(fd, selectors.EVENT_READ)
             while b"\n" not in buffer:
                 left = timeout - (time.monotonic() - started)
-                if left <= 0 or not selector.select(timeout=left):
+                # Past the limit, a reply already waiting is still read: it came while this
+                # process was busy (a load sent by start()), and that delay is not the student's.
+                if not selector.select(timeout=max(left, 0.0)):
                     self._hit("time")
                     self._kill()
                     raise CallTimeout(
@@ -296,16 +310,35 @@ class SandboxSubmission(Submission):
             raise RefusedValue(f"{what}: malformed reply from the sandbox")
         return reply
 
-    def _ensure_loaded(self) -> None:
-        if self._proc is not None:
+    def start(self) -> None:
+        """Start the worker and send it the notebook without waiting for the reply, so that its
+        start-up (Python, the notebook's imports, TensorFlow) overlaps what the checking process
+        does next. The first call that needs the notebook then waits for the reply, within the
+        loading call's time limit counted from now; a reply that is complete by then is read even
+        if the checking process was busy past that limit. Optional: calls start it when needed."""
+        if self._proc is not None or self._pending_load is not None or not self.extracted.cells:
             return
         self._spawn()
         cells = [{"index": c.index, "source": c.source} for c in self.extracted.cells]
-        reply = self._request(
-            {"op": "load", "cells": cells, "forbidden": list(self.assignment.forbidden_imports),
-             "keras": self.assignment.needs_tensorflow},
-            "loading the notebook",
-        )
+        try:
+            self._pending_load = self._send(
+                {"op": "load", "cells": cells,
+                 "forbidden": list(self.assignment.forbidden_imports),
+                 "keras": self.assignment.needs_tensorflow},
+                "loading the notebook")
+        except (WorkerCrashed, SubmissionTimeout) as exc:
+            self._load_error = exc
+
+    def _ensure_loaded(self) -> None:
+        if self._proc is None and self._pending_load is None and self._load_error is None:
+            self.start()
+        if self._load_error is not None:
+            error, self._load_error = self._load_error, None
+            raise error
+        if self._pending_load is None:
+            return
+        sent, self._pending_load = self._pending_load, None
+        reply = self._receive("loading the notebook", *sent)
         defined = reply.get("defined", [])
         self._defined = {str(name) for name in defined} if isinstance(defined, list) else set()
         if not self._loaded_once:

@@ -1,0 +1,71 @@
+"""The sandboxed submission: the worker started early, and the loading call's time limit."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader.course import load_assignment
+from grader.errors import CallTimeout
+from grader.extract import extract_answer_code
+from grader.sandbox.isolation import Limits, detect_isolation
+from grader.submission import SandboxSubmission
+
+# A class body runs when the notebook is loaded: this one takes 1.5 s.
+SLOW_LOAD = """
+import time
+
+class Slow:
+    time.sleep(1.5)
+
+def sigmoid(x):
+    return 1 / (1 + 2.718281828459045 ** -x)
+"""
+
+
+def _submission(source: str, call_seconds: float) -> SandboxSubmission:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    return SandboxSubmission(extract_answer_code(nb), load_assignment("backprop"),
+                             limits=Limits(call_seconds=call_seconds),
+                             isolation=detect_isolation(None))
+
+
+def test_a_load_slower_than_the_call_limit_times_out() -> None:
+    submission = _submission(SLOW_LOAD, call_seconds=1.0)
+    try:
+        with pytest.raises(CallTimeout) as info:
+            submission.call("sigmoid", 0.0)
+    finally:
+        submission.close()
+    assert str(info.value) == ("sigmoid(): loading the notebook failed — loading the notebook: "
+                               "did not finish within 1 s — look for an infinite loop, a blocking "
+                               "call (input(), sleep, network) or a very slow computation")
+
+
+def test_started_worker_loads_while_the_checker_is_busy() -> None:
+    """start() returns at once; a reply that arrived while the checking process was busy past
+    the call limit is the grader's delay, not the student's, and is read."""
+    submission = _submission(SLOW_LOAD, call_seconds=3.0)
+    try:
+        began = time.monotonic()
+        submission.start()
+        submission.start()  # a second start changes nothing
+        assert time.monotonic() - began < 1.0
+        time.sleep(4.0)  # busy past the 3 s limit; the load finished meanwhile
+        assert submission.call("sigmoid", 0.0) == 0.5
+        assert submission.limits_hit == []
+    finally:
+        submission.close()
+
+
+def test_start_without_answer_cells_starts_nothing(tmp_path: Path) -> None:
+    submission = _submission("# nothing here yet", call_seconds=3.0)
+    try:
+        submission.start()
+        assert submission._proc is None
+        assert not submission.defines("sigmoid")
+    finally:
+        submission.close()
