@@ -50,10 +50,10 @@ class Plan:
     """Larger classes graded by the grader only, at the largest J, for its memory curve."""
 
 
-# The default sizes fit in 30 minutes on a 2-core CPU (26 to 27 minutes measured on an idle
-# one): an mnist submission trains four models (70 to 100 s with either grader), so mnist stops
-# at N = 2, one submission per worker at J = 2; nbgrader spends 5 to 10 s on a backprop
-# notebook, so it grades backprop up to N = 10 and only the grader goes on to 50 and 200.
+# The default sizes fit in 30 minutes on a 2-core CPU (26 minutes measured on an idle one, see
+# docs/benchmarks.md): an mnist submission trains four models (65 to 120 s with either grader),
+# so mnist stops at N = 2, one submission per worker at J = 2; nbgrader spends about 7 s on a
+# backprop notebook, so it grades backprop up to N = 10 and only the grader goes on to 50 and 200.
 DEFAULT_PLANS = {
     "mnist": Plan(sizes=(1, 2), jobs=(1, 2), nbgrader_sizes=(1, 2)),
     "backprop": Plan(sizes=(1, 10, 50), jobs=(1, 2), nbgrader_sizes=(1, 10),

@@ -33,7 +33,8 @@ def main(*, notebook: Path, assignment: str | None) -> int:
         return 1
     for message in extracted.messages:
         print(f"note: {message}")
-    submission = SandboxSubmission(extracted, course, limits=Limits(call_seconds=120, submission_seconds=300),
+    submission = SandboxSubmission(extracted, course,
+                                   limits=Limits(call_seconds=120, submission_seconds=300),
                                    isolation=detect_isolation(), hidden=())
     try:
         results, errors = run_suite(course, submission, get_profile("quick"), mnist_path=None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -61,7 +60,7 @@ def test_started_worker_loads_while_the_checker_is_busy() -> None:
         submission.close()
 
 
-def test_start_without_answer_cells_starts_nothing(tmp_path: Path) -> None:
+def test_start_without_answer_cells_starts_nothing() -> None:
     submission = _submission("# nothing here yet", call_seconds=3.0)
     try:
         submission.start()
