@@ -26,8 +26,10 @@ def hidden_suites_dir() -> Path:
     return course_root() / "autograde_tests"
 
 
-def public_checks_dir() -> Path:
-    return PACKAGE_DIR / "public_checks"
+def released_dir() -> Path:
+    """Where released assignments live: ``assignments/<name>/`` holds the student notebook and
+    its public checks (``test_public.py``), copied from ``solutions/<name>/`` at release."""
+    return course_root() / "assignments"
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class Assignment:
 
     @property
     def public_dir(self) -> Path:
-        return public_checks_dir() / self.name
+        return released_dir() / self.name
 
     @property
     def max_score(self) -> float:
