@@ -1,7 +1,7 @@
 """Running a hidden suite and collecting its outcomes as :class:`TestResult` objects.
 
 Two small plugin objects are passed to ``pytest.main``: :class:`Fixtures` provides the
-``submission``, ``profile`` and ``mnist`` fixtures the suites are written against;
+``submission``, ``profile`` and ``data_files`` fixtures the suites are written against;
 :class:`Collector` keeps, per test, the call phase or the first failing phase. Messages
 come from exceptions only (assertions run with ``--assert=plain``), never from test source.
 """
@@ -9,21 +9,22 @@ come from exceptions only (assertions run with ``--assert=plain``), never from t
 from __future__ import annotations
 
 import io
-import time
-from collections.abc import Generator
+import os
+from collections.abc import Generator, Mapping
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from grader.course import Assignment
-from grader.data import Mnist, load_mnist
 from grader.errors import GraderError, SubmissionError
-from grader.profiles import Profile
+from grader.profiles import BASE_PROFILES, Profile, get_profile
 from grader.results import Status, TestResult
-from grader.submission import Submission
+
+if TYPE_CHECKING:
+    from grader.submission import Submission
 
 FIGURE_PREFIX = "figure:"
 NOTE = "note"
@@ -31,13 +32,15 @@ NOTE = "note"
 
 
 class Fixtures:
-    """The fixtures every hidden suite uses; the same suites serve every grading path."""
+    """The fixtures every suite may use: ``submission``, ``profile`` and ``data_files`` (each
+    data file the assignment declares -> its path, or None). An assignment's own fixtures (its
+    data, loaded from ``data_files``) live in its ``conftest.py``."""
 
-    def __init__(self, submission: Submission, profile: Profile, mnist_path: Path | None) -> None:
+    def __init__(self, submission: Submission, profile: Profile,
+                 data_files: Mapping[str, Path | None]) -> None:
         self._submission = submission
         self._profile = profile
-        self._mnist_path = mnist_path
-        self._mnist: Mnist | None = None
+        self._data_files = dict(data_files)
 
     @pytest.fixture(name="submission")
     def submission_fixture(self) -> Submission:
@@ -47,11 +50,9 @@ class Fixtures:
     def profile_fixture(self) -> Profile:
         return self._profile
 
-    @pytest.fixture(name="mnist")
-    def mnist_fixture(self) -> Mnist:
-        if self._mnist is None:
-            self._mnist = load_mnist(self._mnist_path)
-        return self._mnist
+    @pytest.fixture(name="data_files", scope="session")
+    def data_files_fixture(self) -> dict[str, Path | None]:
+        return dict(self._data_files)
 
 
 @dataclass
@@ -123,13 +124,23 @@ class Collector:
 
 
 def run_suite(assignment: Assignment, submission: Submission, profile: Profile, *,
-              mnist_path: Path | None, public: bool = False, functions: tuple[str, ...] = ()
+              data: Mapping[str, str | os.PathLike[str] | None] | None = None,
+              mnist_path: Path | None = None, public: bool = False,
+              functions: tuple[str, ...] = (), public_dir: Path | None = None,
               ) -> tuple[list[TestResult], list[str]]:
     """Run the hidden (or public) suite against ``submission``.
 
+    ``data`` gives explicit paths of the assignment's data files (by key); ``mnist_path`` is
+    the old spelling of the same for an assignment with one data file. The public checks are
+    read from ``public_dir`` (default: the released assignment's folder).
     Returns the results in the order of ``assignment.toml`` and any grader errors (staff only).
     """
-    suite = assignment.public_dir if public else assignment.suite_dir
+    explicit = dict(data or {})
+    if mnist_path is not None and len(assignment.data) == 1:
+        explicit.setdefault(assignment.data[0].key, mnist_path)
+    if profile == BASE_PROFILES.get(profile.name):
+        profile = get_profile(profile.name, assignment)  # with the assignment's own numbers
+    suite = (public_dir or assignment.public_dir) if public else assignment.suite_dir
     selected = [t for t in assignment.tests if not functions or t.function in functions]
     if public:
         args = [str(suite)]
@@ -141,7 +152,7 @@ def run_suite(assignment: Assignment, submission: Submission, profile: Profile, 
         args = [str(f) for f in files]
         args += ["-k", " or ".join(sorted(wanted))] if functions else []
     collector = Collector()
-    plugins = [Fixtures(submission, profile, mnist_path), collector]
+    plugins = [Fixtures(submission, profile, assignment.data_files(explicit)), collector]
     options = ["-q", "--assert=plain", "--import-mode=importlib", "-p", "no:cacheprovider",
                "-p", "no:randomly",
                "--rootdir", str(suite), "--confcutdir", str(suite), "-o", "addopts=",
@@ -196,6 +207,3 @@ def _public_result(test_id: str, outcome: _Outcome) -> TestResult:
                       max_score=0.0, status=outcome.status, message=outcome.message,
                       fault=outcome.fault, seconds=round(outcome.seconds, 3))
 
-
-def elapsed(start: float) -> float:
-    return round(time.perf_counter() - start, 3)

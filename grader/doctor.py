@@ -7,11 +7,13 @@ suites are found), 1 otherwise. Optional things (GPU, bubblewrap, chromium) neve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 TF_PIN = "tensorflow==2.21.*"
@@ -31,10 +33,26 @@ class Report:
         self.lines.append(f"  - {text}")
 
 
-def _check_tensorflow(report: Report):  # -> the tensorflow module or None
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+@contextlib.contextmanager
+def _silenced_fd2() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null: C++ libraries log there, around Python's stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        import tensorflow as tf
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _check_tensorflow(report: Report):  # -> the tensorflow module or None
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        with _silenced_fd2():  # TensorFlow's C++ start-up lines (cuInit, CPU features)
+            import tensorflow as tf
     except Exception as exc:  # noqa: BLE001 - any import failure means the same here
         report.add(
             "TensorFlow",
@@ -148,16 +166,19 @@ def _check_mnist(report: Report) -> None:
 
 
 def _check_suites(report: Report) -> None:
-    from grader.course import ASSIGNMENT_NAMES, hidden_suites_dir
+    from grader.course import discover_assignments, find_course_root, hidden_suites_dir
 
-    suites = hidden_suites_dir()
-    present = [a for a in ASSIGNMENT_NAMES if (suites / a / "assignment.toml").is_file()]
+    root = find_course_root()
+    suites = hidden_suites_dir(root) if root else None
+    present = list(discover_assignments(root)) if root else []
     if present:
         report.add("Hidden suites", f"{suites} ({', '.join(present)})")
         return
     report.add(
         "Hidden suites",
-        f"MISSING (nothing readable at {suites})",
+        f"MISSING (nothing readable at {suites})" if suites else
+        "MISSING (no course folder: neither this folder nor its parents hold autograde_tests/ "
+        "or nbgrader_config.py, and GRADER_COURSE_ROOT is not set)",
         "set GRADER_COURSE_ROOT to the course checkout (the folder holding autograde_tests/); "
         "students do not need them: `grader check` runs the public checks",
     )

@@ -4,30 +4,29 @@ nbgrader's in-kernel autograding runs student code in the process that scores it
 grade`` is the hardened path. A TA who runs both keeps nbgrader's workflow (formgrader,
 feedback, ``nbgrader export``) and makes the hardened scores the official ones:
 
-    grader grade submitted --assignment mnist --out graded/mnist
-    python -m grader.nbgrader_bridge graded/mnist --assignment mnist
+    grader grade submitted --assignment hw1 --out graded/hw1
+    grader bridge graded/hw1 --assignment hw1
 
-For every student in the results folder and every graded function, the points ``grader
-grade`` gave (the sum of the tests named ``"<function>: ..."``) become the *manual score* of
-that function's autograder cell (grade id ``test_<function>``). nbgrader counts a manual score
-instead of the automatic one, and keeps the automatic one, so the formgrader shows both and
+For every student in the results folder (its ``result.full.json``) and every graded
+function, the points ``grader grade`` gave (the sum of the tests named ``"<function>: ..."``)
+become the *manual score* of that function's autograder cell (grade id ``test_<function>``).
+nbgrader counts a manual score instead of the automatic one, and keeps the automatic one, so
+the formgrader shows both and
 ``nbgrader export`` exports the hardened total. The command prints both side by side and
 marks every function where they differ.
 
-A submission the grader failed on (its ``results.json`` records a grader error) is left
+A submission the grader failed on (its result records a grader error) is left
 alone and reported: a grader fault never becomes a student's zero.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.course import course_root, load_assignment
+from grader.course import announce_course, course_root, load_assignment
 from grader.errors import ConfigurationError
 
 
@@ -42,41 +41,46 @@ class FunctionScore:
 
 
 def read_results(results_dir: Path, assignment: str) -> tuple[list[FunctionScore], list[str]]:
-    """Per-function points from ``results_dir/<student>/results.json``, and the problems
-    (unreadable results, grader failures) that keep a student out."""
+    """Per-function points from each ``<student>/result.full.json`` of a ``grader grade`` run,
+    and the problems (unreadable results, grader failures, another assignment) that keep a
+    student out."""
+    from grader.results import SubmissionResult
+    from grader.rundir import RunDir
+
     functions = load_assignment(assignment).functions
     scores: list[FunctionScore] = []
     problems: list[str] = []
-    paths = sorted(results_dir.glob("*/results.json"))
+    paths = RunDir(results_dir).result_paths()
     if not paths:
         raise ConfigurationError(
-            f"{results_dir} holds no <student>/results.json: pass the --out folder of "
+            f"{results_dir} holds no <student>/result.full.json: pass the --out folder of "
             "`grader grade`"
         )
     for path in paths:
-        student = path.parent.name
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            tests = data["tests"]
-        except (OSError, ValueError, KeyError) as exc:
-            problems.append(f"{student}: {path} is not a grader results.json ({exc}); skipped")
+            result = SubmissionResult.load(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problems.append(f"{path.parent.name}: {path} is not a grader result ({exc}); skipped")
             continue
-        extra = data.get("extra_data") or {}
-        if extra.get("grader_error") or extra.get("test_errors"):
+        student = result.student
+        if result.assignment != assignment:
+            problems.append(f"{student}: {path} grades {result.assignment!r}, not "
+                            f"{assignment!r}; skipped")
+            continue
+        if result.grader_error or any(t.status == "error" for t in result.tests):
             problems.append(
                 f"{student}: the grader failed on this submission (see {path}); nothing written "
                 "— fix the grader problem and grade it again"
             )
             continue
         totals = {f: [0.0, 0.0] for f in functions}
-        for test in tests:
-            function = str(test["name"]).split(":", 1)[0].strip()
-            if function not in totals:
-                problems.append(f"{student}: test {test['name']!r} grades no function of "
+        for test in result.tests:
+            if test.function not in totals:
+                problems.append(f"{student}: test {test.name!r} grades no function of "
                                 f"{assignment}; ignored")
                 continue
-            totals[function][0] += float(test["score"])
-            totals[function][1] += float(test["max_score"])
+            totals[test.function][0] += float(test.score)
+            totals[test.function][1] += float(test.max_score)
         scores += [FunctionScore(student, f, round(got, 6), round(avail, 6))
                    for f, (got, avail) in totals.items() if avail]
     return scores, problems
@@ -150,6 +154,7 @@ def main(*, results_dir: Path, assignment: str, course_dir: Path | None = None,
          db_url: str | None = None, dry_run: bool = False) -> int:
     """Write the results into the gradebook; 0 when every student was written."""
     course_dir = (course_dir or course_root()).resolve()
+    announce_course(course_dir)
     db_url = db_url or f"sqlite:///{course_dir / 'gradebook.db'}"
     scores, problems = read_results(results_dir, assignment)
     lines, more = write_to_gradebook(scores, assignment, db_url, dry_run=dry_run)
@@ -160,27 +165,3 @@ def main(*, results_dir: Path, assignment: str, course_dir: Path | None = None,
     verb = "would write" if dry_run else "wrote"
     print(f"{verb} grader scores of {written} student(s) into {db_url} as manual scores")
     return 1 if problems or more else 0
-
-
-def _cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m grader.nbgrader_bridge",
-        description="Write `grader grade` scores into nbgrader's gradebook as manual scores.",
-    )
-    parser.add_argument("results_dir", type=Path, help="the --out folder of `grader grade`")
-    parser.add_argument("--assignment", required=True, help="backprop or mnist")
-    parser.add_argument("--course-dir", type=Path, default=None,
-                        help="nbgrader course directory (default: this repository)")
-    parser.add_argument("--db-url", default=None, help="default: sqlite:///COURSE/gradebook.db")
-    parser.add_argument("--dry-run", action="store_true", help="only print the comparison")
-    args = parser.parse_args(argv)
-    try:
-        return main(results_dir=args.results_dir, assignment=args.assignment,
-                    course_dir=args.course_dir, db_url=args.db_url, dry_run=args.dry_run)
-    except ConfigurationError as exc:
-        print(f"nbgrader_bridge: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(_cli())

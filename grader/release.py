@@ -23,6 +23,7 @@ Each problem names the notebook, the cell (index and grade id) and the line.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,17 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from grader.course import ASSIGNMENT_NAMES, course_root, load_assignment
+from grader.course import (
+    NOTEBOOK_METADATA_KEY,
+    PUBLIC_CHECKS_FILE,
+    RELEASED,
+    SOLUTIONS,
+    announce_course,
+    course_root,
+    discover_assignments,
+    load_assignment,
+    released_metadata,
+)
 from grader.errors import ConfigurationError
 
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
@@ -189,25 +200,62 @@ def _leak_in_line(line: str, secrets: Secrets) -> str | None:
     return None
 
 
-def check_source(name: str, master: NotebookNode, notebook: str) -> list[Problem]:
-    """One autograder cell per graded function, worth that function's points in the toml."""
-    expected = load_assignment(name).points_by_function()
-    found: dict[str, float] = {}
-    problems: list[Problem] = []
+WORTH = re.compile(r"worth [0-9]+(?:\.[0-9]+)? points?")
+
+
+def _worth(points: float) -> str:
+    return f"worth {points:g} point{'' if points == 1 else 's'}"
+
+
+def autograder_cells(name: str, master: NotebookNode) -> Iterator[tuple[int, NotebookNode, str | None]]:
+    """(index, cell, graded function or None when the call is malformed) per autograder cell."""
     for index, cell in enumerate(master.cells):
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if not meta.get("grade") or meta.get("solution"):
             continue
         call = next((line for line in _region_lines(cell.source, HIDDEN_MARKERS)
                      if line.startswith("autograde(")), None)
-        function = _called_function(call, name) if call else None
+        yield index, cell, _called_function(call, name) if call else None
+
+
+def apply_points(name: str, master: NotebookNode, root: Path | None = None) -> list[str]:
+    """Set each autograder cell's nbgrader points and its "worth N points" comment from
+    assignment.toml; the labels of the cells changed."""
+    expected = load_assignment(name, root).points_by_function()
+    changed: list[str] = []
+    for index, cell, function in autograder_cells(name, master):
+        if function is None or function not in expected:
+            continue
+        points = expected[function]
+        meta = cell.metadata.nbgrader
+        source = WORTH.sub(_worth(points), cell.source)
+        if float(meta.get("points", -1)) != points or source != cell.source:
+            meta["points"] = points
+            cell.source = source
+            changed.append(_cell_label(index, cell))
+    return changed
+
+
+def check_source(name: str, master: NotebookNode, notebook: str,
+                 root: Path | None = None) -> list[Problem]:
+    """One autograder cell per graded function, worth that function's points in the toml
+    (metadata and "worth N points" comment)."""
+    expected = load_assignment(name, root).points_by_function()
+    found: dict[str, float] = {}
+    problems: list[Problem] = []
+    for index, cell, function in autograder_cells(name, master):
         if function is None:
             problems.append(Problem(notebook, _cell_label(index, cell),
                                     f"an autograder cell should hold, inside its hidden region, "
-                                    f'only autograde("{name}", "<function>", globals()); '
-                                    f"found {call or 'no autograde( call'}"))
+                                    f'only autograde("{name}", "<function>", globals())'))
             continue
-        found[function] = found.get(function, 0.0) + float(meta.get("points", 0))
+        points = float(cell.metadata.nbgrader.get("points", 0))
+        found[function] = found.get(function, 0.0) + points
+        for said in WORTH.findall(cell.source):
+            if function in expected and said != _worth(expected[function]):
+                problems.append(Problem(notebook, _cell_label(index, cell),
+                                        f"its comment says {said!r}, assignment.toml gives "
+                                        f"{expected[function]:g}: run `grader release`"))
     for function, points in expected.items():
         if function not in found:
             problems.append(Problem(notebook, "", f"no autograder cell for {function}() "
@@ -215,7 +263,7 @@ def check_source(name: str, master: NotebookNode, notebook: str) -> list[Problem
         elif found[function] != points:
             problems.append(Problem(notebook, "", f"the autograder cells for {function}() are "
                                     f"worth {found[function]:g} points; assignment.toml gives "
-                                    f"{points:g}: make the cell's points match"))
+                                    f"{points:g}: run `grader release`, which sets them"))
     for function in sorted(set(found) - set(expected)):
         problems.append(Problem(notebook, "", f"autograder cell for {function}(), which "
                                 "assignment.toml does not grade"))
@@ -238,6 +286,9 @@ def _comparable(cell: NotebookNode) -> dict[str, object]:
 def compare_release(fresh: NotebookNode, current: NotebookNode, notebook: str) -> list[Problem]:
     """Every cell where ``current`` (assignments/) differs from a fresh release."""
     hint = "run `grader release` to regenerate it from solutions/"
+    if fresh.metadata.get(NOTEBOOK_METADATA_KEY) != current.metadata.get(NOTEBOOK_METADATA_KEY):
+        return [Problem(notebook, "", f"its metadata.{NOTEBOOK_METADATA_KEY} (the assignment and "
+                        f"its public checks) differs from a fresh release: {hint}")]
     if len(fresh.cells) != len(current.cells):
         return [Problem(notebook, "", f"has {len(current.cells)} cells, a fresh release has "
                         f"{len(fresh.cells)}: {hint}")]
@@ -283,6 +334,19 @@ def _read(path: Path) -> NotebookNode:
     return nbformat.read(path, as_version=4)
 
 
+def stamp_release(name: str, release_dir: Path, root: Path) -> None:
+    """Write ``metadata.grader`` into each released notebook: the assignment, its functions and
+    forbidden imports, and the public checks released beside it, so that a student's
+    ``grader check`` needs nothing else."""
+    public = release_dir / PUBLIC_CHECKS_FILE
+    source = public.read_text(encoding="utf-8") if public.is_file() else ""
+    meta = released_metadata(load_assignment(name, root), source)
+    for path in sorted(release_dir.glob("*.ipynb")):
+        nb = _read(path)
+        nb.metadata[NOTEBOOK_METADATA_KEY] = meta
+        nbformat.write(nb, path)
+
+
 def check_assignment(name: str, root: Path, fresh_dir: Path | None) -> list[Problem]:
     """All checks of one assignment; ``fresh_dir`` holds a fresh release to compare with."""
     source_dir = root / "solutions" / name
@@ -297,7 +361,7 @@ def check_assignment(name: str, root: Path, fresh_dir: Path | None) -> list[Prob
         released_path = release_dir / master_path.name
         rel_released = released_path.relative_to(root).as_posix()
         master = _read(master_path)
-        problems += check_source(name, master, rel_master)
+        problems += check_source(name, master, rel_master, root)
         if not released_path.exists():
             problems.append(Problem(rel_released, "", "is missing: run `grader release`"))
             continue
@@ -312,24 +376,43 @@ def check_assignment(name: str, root: Path, fresh_dir: Path | None) -> list[Prob
         for extra in sorted(current_files - fresh_files):
             problems.append(Problem(f"assignments/{name}/{extra}", "",
                                     "is not part of a fresh release: remove it"))
+        for same in sorted(current_files & fresh_files):
+            if same.endswith(".ipynb") or not (fresh_dir / same).is_file():
+                continue
+            if (fresh_dir / same).read_bytes() != (release_dir / same).read_bytes():
+                problems.append(Problem(f"assignments/{name}/{same}", "",
+                                        "differs from a fresh release: run `grader release`"))
+        for missing in sorted(fresh_files - current_files):
+            problems.append(Problem(f"assignments/{name}/{missing}", "",
+                                    "is missing: run `grader release`"))
     return problems
 
 
 def main(*, assignments: list[str] | None, check_only: bool, root: Path | None = None) -> int:
     """Release (or with ``check_only``, only verify) the assignments; 0 when all is well."""
     root = (root or course_root()).resolve()
-    names = assignments or list(ASSIGNMENT_NAMES)
+    announce_course(root)
+    names = assignments or list(discover_assignments(root))
     for name in names:
-        load_assignment(name)  # an unknown name is a ConfigurationError with the valid ones
+        load_assignment(name, root)  # an unknown name is a ConfigurationError with the valid ones
     problems: list[Problem] = []
     with tempfile.TemporaryDirectory(prefix="grader-release-") as tmp:
         for name in names:
             if check_only:
                 fresh_root = Path(tmp) / name
                 generate(name, root, release_dir=fresh_root)
+                stamp_release(name, fresh_root / name, root)
                 problems += check_assignment(name, root, fresh_root / name)
             else:
+                for master_path in sorted((root / SOLUTIONS / name).glob("*.ipynb")):
+                    master = _read(master_path)
+                    changed = apply_points(name, master, root)
+                    if changed:
+                        nbformat.write(master, master_path)
+                        print(f"{master_path.relative_to(root).as_posix()}: points set from "
+                              f"assignment.toml in {', '.join(changed)}")
                 generate(name, root)
+                stamp_release(name, root / RELEASED / name, root)
                 problems += check_assignment(name, root, None)
                 print(f"released {name} -> assignments/{name}/")
     for problem in problems:

@@ -28,7 +28,8 @@ def run_doctor(**env_changes: str | None) -> subprocess.CompletedProcess[str]:
             env[key] = value
     script = Path(sys.executable).parent / "grader"
     argv = [str(script)] if script.exists() else [sys.executable, "-m", "grader"]
-    return subprocess.run([*argv, "doctor"], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    cwd = Path(env.get("GRADER_COURSE_ROOT") or REPO)  # the course folder is found from here
+    return subprocess.run([*argv, "doctor"], env=env, capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,9 @@ def test_ready_with_mnist(mnist_path: Path) -> None:
     assert (
         f"MNIST: {mnist_path} (from MNIST_NPZ): {n_train:,} training images, {n_test:,} test images" in lines
     )
-    assert f"Hidden suites: {REPO / 'autograde_tests'} (backprop, mnist)" in lines
+    from grader.course import discover_assignments
+
+    assert f"Hidden suites: {REPO / 'autograde_tests'} ({', '.join(discover_assignments(REPO))})" in lines
     assert any(line.startswith("GPUs: ") for line in lines)
     assert any(line.startswith("Isolation: ") for line in lines)
     assert any(line.startswith("bubblewrap: ") for line in lines)
@@ -96,7 +99,7 @@ def test_unreadable_mnist_file_is_reported(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("MNIST_NPZ", str(bad))
     report = doctor.Report()
     doctor._check_mnist(report)
-    assert report.lines[0].startswith(f"MNIST: UNUSABLE ({bad} is not an MNIST file")
+    assert report.lines[0].startswith(f"MNIST: UNUSABLE ({bad}: expected the keys x_train")
     assert report.blockers == ["MNIST is unusable"]
 
 

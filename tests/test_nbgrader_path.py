@@ -4,7 +4,7 @@ Three students per assignment: the reference answers, the untouched release, and
 mistake. `nbgrader autograde` must give full marks, 0, and exactly the points of the functions
 the mistake leaves intact; per function, the same points as `grader grade` on the same
 notebooks; feedback that holds no line of the hidden suites; and a gradebook that `nbgrader
-export` and `grader.nbgrader_bridge` both read. TensorFlow runs with its most verbose logging
+export` and `grader bridge` both read. TensorFlow runs with its most verbose logging
 (TF_CPP_MIN_LOG_LEVEL=0) so that a log line on stderr would show up as a lost point.
 """
 
@@ -385,16 +385,18 @@ def test_live_tensorflow_stderr_costs_no_point() -> None:
 # --- The bridge on its own ----------------------------------------------------------------------
 
 
-def write_results(folder: Path, student: str, scores: dict[str, float], **extra: Any) -> None:
-    """A results.json in `grader grade`'s (Gradescope's) layout, one test per function."""
+def write_results(folder: Path, student: str, scores: dict[str, float],
+                  grader_error: str | None = None) -> None:
+    """A result.full.json as `grader grade` writes it, one test per function."""
+    from grader.results import SubmissionResult, TestResult
+
     points = load_assignment("backprop").points_by_function()
-    tests = [{"name": f"{f}: everything", "score": scores.get(f, p), "max_score": p,
-              "status": "passed", "output": "", "visibility": "visible"}
-             for f, p in points.items()]
+    tests = [TestResult(name=f"{f}: everything", function=f, score=scores.get(f, p),
+                        max_score=p, status="passed") for f, p in points.items()]
+    result = SubmissionResult(student=student, assignment="backprop", notebook="x.ipynb",
+                              profile="quick", tests=tests, grader_error=grader_error)
     (folder / student).mkdir(parents=True)
-    (folder / student / "results.json").write_text(
-        json.dumps({"score": 0, "tests": tests, "extra_data": extra})
-    )
+    result.save(folder / student / "result.full.json")
 
 
 @pytest.mark.slow
@@ -422,5 +424,5 @@ def test_bridge_creates_missing_submissions_and_skips_grader_failures(
 def test_bridge_refuses_a_folder_without_results(tmp_path: Path) -> None:
     from grader.errors import ConfigurationError
 
-    with pytest.raises(ConfigurationError, match="holds no <student>/results.json"):
+    with pytest.raises(ConfigurationError, match="holds no <student>/result.full.json"):
         nbgrader_bridge.main(results_dir=tmp_path, assignment="backprop", course_dir=tmp_path)

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder image (Ubuntu base image,
 # network on). It installs the grader exactly as the Docker images do (same constraints file,
-# same pip command), bubblewrap for the sandbox, and MNIST, so that grading needs no network.
+# same pip command) and bubblewrap for the sandbox. The assignment's data files travel in the
+# zip (data/, named in grader-data.env), so that grading needs no network.
 #
-# The autograder zip (docker/README.md shows the one command that makes it) holds this file and
+# The autograder zip (`grader gradescope ASSIGNMENT --out ZIP` makes it) holds this file and
 # run_autograder at its root, beside the course files: Gradescope unpacks it to
 # /autograder/source. Run from a checkout (docker/gradescope/setup.sh) it uses that checkout.
 #
 # Environment (all optional): GRADER_VENV (default /opt/grader-venv), KERAS_HOME (default
-# /opt/keras), MNIST_NPZ (copy this .npz instead of downloading MNIST).
+# /opt/keras).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -51,18 +52,19 @@ cd "$source_dir"
 "$GRADER_VENV/bin/python" -m pip install --constraint docker/constraints.txt ./
 
 mkdir -p "$KERAS_HOME/datasets"
-if [ -n "${MNIST_NPZ:-}" ]; then
-    cp "$MNIST_NPZ" "$KERAS_HOME/datasets/mnist.npz"
-else
-    "$GRADER_VENV/bin/python" -c 'import keras; keras.datasets.mnist.load_data()'
+# The data files the zip carries, as run_autograder will name them.
+if [ -f "$source_dir/grader-data.env" ]; then
+    while IFS='=' read -r variable relative; do
+        [ -n "$variable" ] && export "$variable=$source_dir/$relative"
+    done <"$source_dir/grader-data.env"
 fi
 
-# The sandbox runs student code as uid 65534: the hidden suites and MNIST (its test labels
+# The sandbox runs student code as uid 65534: the hidden suites and the data (test labels
 # grade the models) stay readable by root only. Only in Gradescope's layout: never on a checkout.
 if [ "$source_dir" = /autograder/source ]; then
     chmod -R go-rwx /autograder/source "$KERAS_HOME"
     export GRADER_COURSE_ROOT=/autograder/source
 fi
 
-# The check run_autograder relies on, against the copy of MNIST just put in KERAS_HOME.
-env -u MNIST_NPZ GRADER_COURSE_ROOT="${GRADER_COURSE_ROOT:-$source_dir}" "$GRADER_VENV/bin/grader" doctor
+# The check run_autograder relies on.
+GRADER_COURSE_ROOT="${GRADER_COURSE_ROOT:-$source_dir}" "$GRADER_VENV/bin/grader" doctor
