@@ -1,5 +1,12 @@
 """A grading run: find the submissions, grade each in its own checking process (``--jobs`` at
-a time), show progress, resume where a killed run stopped, write the gradebook and a summary."""
+a time), show progress, resume where a killed run stopped, write the gradebook and a summary.
+
+Student ids come from file and folder names; :mod:`grader.rundir` turns each into a safe,
+unique folder (the job's ``student``) and keeps the id itself for the results and reports.
+Resuming keys on the notebook's content: a notebook whose bytes changed since it was graded is
+graded again. Ctrl-C stops the checking processes at once; what finished stays, and running
+the same command again grades the rest.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -19,67 +27,150 @@ from grader.course import load_assignment
 from grader.errors import ConfigurationError
 from grader.profiles import get_profile
 from grader.results import SubmissionResult
+from grader.rundir import RESULT_FILE, JobRecord, RunDir, assign_folders, notebook_sha256
 
-RESULT_FILE = "result.full.json"
+__all__ = ["RESULT_FILE", "Found", "check_seconds", "discover", "grade_in_subprocess", "main",
+           "run", "split_finished"]
+
+NOTEBOOK_SUFFIX = ".ipynb"
+INTERRUPTED = 130
+"""Exit code after Ctrl-C (128 + SIGINT), as shells report it."""
 
 
 @dataclass(frozen=True)
 class Found:
     student: str
+    """The student's id, from the file or folder name (shown as it is, never used as a path)."""
     notebook: Path
+    """The submitted path, absolute, its last part not resolved: a link stays a link, and the
+    checking process refuses it."""
+
+
+def _student_of(name: str) -> str:
+    stem = name[: -len(NOTEBOOK_SUFFIX)] if name.endswith(NOTEBOOK_SUFFIX) else name
+    return stem or name
+
+
+def _notebooks_in(folder: Path) -> list[Path]:
+    """Every entry named ``*.ipynb`` (files, links, folders, FIFOs alike: each is a student,
+    and the checking process says what is wrong with the ones that are no notebook)."""
+    try:
+        return sorted(p for p in folder.iterdir() if p.name.endswith(NOTEBOOK_SUFFIX))
+    except OSError:
+        return []
 
 
 def _pick_notebook(folder: Path, preferred: str) -> Path | None:
-    candidates = sorted(folder.glob("*.ipynb"))
+    candidates = _notebooks_in(folder)
     named = [c for c in candidates if c.name == preferred]
     return (named or candidates)[0] if candidates else None
 
 
+def _real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _in_folder(path: Path, assignment: str, notebook_name: str) -> list[Found]:
+    root = path / "submitted" if _real_dir(path / "submitted") else path
+    try:
+        children = sorted(root.iterdir())
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot list {path} ({exc.strerror}): expected a folder of submissions") from None
+    found: list[Found] = []
+    nested = False
+    for child in children:
+        inner = child / assignment
+        if not _real_dir(child) or not os.path.lexists(inner):
+            continue
+        nested = True
+        if _real_dir(inner):
+            notebook = _pick_notebook(inner, notebook_name)
+            if notebook is not None:
+                found.append(Found(child.name, notebook))
+        else:  # a link or a file where the assignment's folder belongs: refused when read
+            found.append(Found(child.name, inner))
+    if not nested:
+        found = [Found(_student_of(nb.name), nb) for nb in _notebooks_in(root)]
+    return found
+
+
+def _one_path(path: Path, assignment: str, notebook_name: str) -> list[Found]:
+    path = path.absolute()
+    if not os.path.lexists(path):
+        raise ConfigurationError(
+            f"submission path {path} does not exist: expected a notebook or a folder")
+    # A name ending in .ipynb is one submission, whatever it is (a link to a folder included);
+    # the folder the TA names is followed even when it is a link.
+    if path.is_dir() and not path.name.endswith(NOTEBOOK_SUFFIX):
+        return _in_folder(path, assignment, notebook_name)
+    parts = path.parts
+    nbgrader_like = len(parts) >= 4 and parts[-2] == assignment and parts[-4] == "submitted"
+    return [Found(parts[-3] if nbgrader_like else _student_of(path.name), path)]
+
+
+def _file_key(path: Path) -> tuple[int, int] | str:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return str(path)
+    return (info.st_dev, info.st_ino)
+
+
 def discover(paths: Iterable[Path], assignment: str) -> list[Found]:
-    """Notebooks, nbgrader's ``submitted/<student>/<assignment>/`` layout, or flat folders."""
+    """Notebooks, nbgrader's ``submitted/<student>/<assignment>/`` layout, or flat folders.
+
+    The same file given twice is one submission. Two files with the same student id are both
+    graded: the second is ``id (2)``, the third ``id (3)``, ids no file can take from another.
+    """
+    paths = list(paths)
     notebook_name = load_assignment(assignment).notebook
     found: list[Found] = []
     for path in paths:
-        if path.is_file():
-            parts = path.resolve().parts
-            nbgrader_like = len(parts) >= 4 and parts[-2] == assignment and parts[-4] == "submitted"
-            found.append(Found(parts[-3] if nbgrader_like else path.stem, path))
-        elif path.is_dir():
-            root = path / "submitted" if (path / "submitted").is_dir() else path
-            nested = sorted(p for p in root.glob(f"*/{assignment}") if p.is_dir())
-            for folder in nested:
-                notebook = _pick_notebook(folder, notebook_name)
-                if notebook is not None:
-                    found.append(Found(folder.parent.name, notebook))
-            if not nested:
-                found += [Found(nb.stem, nb) for nb in sorted(root.glob("*.ipynb"))]
-        else:
-            raise ConfigurationError(
-                f"submission path {path} does not exist: expected a notebook or a folder")
+        found += _one_path(path, assignment, notebook_name)
     if not found:
         raise ConfigurationError(
             "no submissions found: expected .ipynb files, a folder of <student>.ipynb files, or "
             f"nbgrader's submitted/<student>/{assignment}/{notebook_name} layout under "
             + ", ".join(str(p) for p in paths))
+    files: set[tuple[int, int] | str] = set()
+    ids = {item.student for item in found}
     seen: dict[str, int] = {}
     unique = []
     for item in found:
-        count = seen.get(item.student, 0)
-        seen[item.student] = count + 1
-        unique.append(item if count == 0 else Found(f"{item.student}-{count + 1}", item.notebook))
+        key = _file_key(item.notebook)
+        if key in files:
+            continue
+        files.add(key)
+        count = seen.get(item.student, 0) + 1
+        seen[item.student] = count
+        student = item.student
+        while count > 1 and student in ids:
+            student = f"{item.student} ({count})"
+            count += 1 if student in ids else 0
+        ids.add(student)
+        unique.append(Found(student, item.notebook))
     return unique
 
 
 def _already_graded(out: Path, job: Job) -> bool:
-    path = out / job.student / RESULT_FILE
+    """A finished result of this assignment and profile, for the notebook's current content
+    (as recorded when it was graded; without a record, for the same path)."""
+    run_dir = RunDir(out)
+    path = run_dir.result_path(job.student)
     if not path.exists():
         return False
     try:
         previous = SubmissionResult.load(path)
     except (ValueError, TypeError, KeyError):
         return False
-    return (previous.assignment == job.assignment and previous.profile == job.profile
-            and previous.notebook == str(job.notebook) and previous.grader_error is None)
+    if (previous.assignment != job.assignment or previous.profile != job.profile
+            or previous.grader_error is not None):
+        return False
+    record = run_dir.record(job.student)
+    if record is None:
+        return previous.notebook == str(job.notebook)
+    return record.sha256 is not None and record.sha256 == notebook_sha256(job.notebook)
 
 
 def check_seconds() -> float:
@@ -88,24 +179,66 @@ def check_seconds() -> float:
     return float(os.environ.get("GRADER_CHECK_SECONDS", 3600))
 
 
+class Interrupted(Exception):
+    """The run is stopping (Ctrl-C): a checking process was killed for that, not by its
+    submission, so no result is written for it."""
+
+
+class _Checkers:
+    """The running checking processes, so that Ctrl-C can kill their process groups."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self.stopping = False
+
+    def start(self, argv: list[str], **options: object) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self.stopping:
+                raise Interrupted
+            proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
+                argv, **options)
+            self._running.add(proc)
+            return proc
+
+    def finished(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._running.discard(proc)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            self.stopping = True
+            for proc in self._running:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+
+_CHECKERS = _Checkers()
+
+
 def grade_in_subprocess(job: Job) -> SubmissionResult:
-    """Grade one submission in a fresh checking process; the grader's own crash is recorded."""
-    logs = job.out_dir / ".logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    """Grade one submission in a fresh checking process; the grader's own crash is recorded.
+
+    The process runs ``python -I``: the folder the grader is started from, and PYTHON*
+    variables, never change which code grades."""
+    run_dir = RunDir(job.out_dir)
+    run_dir.logs.mkdir(parents=True, exist_ok=True)
     spec = {"notebook": str(job.notebook), "student": job.student,
             "assignment": job.assignment, "profile": job.profile,
             "out_dir": str(job.out_dir), "mnist": str(job.mnist) if job.mnist else None,
             "isolation": job.isolation}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(spec, handle)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONHASHSEED="0")
-    log = logs / f"{job.student}.log"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")  # -I ignores PYTHON* variables
+    log = run_dir.log_path(job.student)
     limit = check_seconds()
     try:
         with open(log, "wb") as sink:
-            proc = subprocess.Popen([sys.executable, "-m", "grader.check_one", handle.name],
-                                    stdout=sink, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True)
+            proc = _CHECKERS.start([sys.executable, "-I", "-m", "grader.check_one", handle.name],
+                                   stdout=sink, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)
             try:
                 code = proc.wait(timeout=limit)
             except subprocess.TimeoutExpired:
@@ -113,9 +246,13 @@ def grade_in_subprocess(job: Job) -> SubmissionResult:
                 proc.wait()
                 sink.write(f"\nchecking process killed after {limit:.0f} s\n".encode())
                 code = -signal.SIGKILL
+            finally:
+                _CHECKERS.finished(proc)
     finally:
         os.unlink(handle.name)
-    path = job.out_dir / job.student / RESULT_FILE
+    if _CHECKERS.stopping:
+        raise Interrupted
+    path = run_dir.result_path(job.student)
     if code == 0 and path.exists():
         return SubmissionResult.load(path)
     tail = log.read_text(errors="replace")[-4000:]
@@ -133,7 +270,8 @@ def split_finished(jobs: list[Job], *, force: bool,
     todo = []
     for job in jobs:
         if not force and _already_graded(job.out_dir, job):
-            results[job.student] = SubmissionResult.load(job.out_dir / job.student / RESULT_FILE)
+            results[job.student] = SubmissionResult.load(RunDir(job.out_dir).result_path(
+                job.student))
             if on_done:
                 on_done(results[job.student], True)
         else:
@@ -145,21 +283,119 @@ def run(jobs: list[Job], *, workers: int, force: bool,
         on_done: Callable[[SubmissionResult, bool], None] | None = None,
         grade_one: Callable[[Job], SubmissionResult] = grade_in_subprocess,
         ) -> list[SubmissionResult]:
-    """Grade ``jobs`` with ``workers`` in parallel, skipping finished ones unless ``force``."""
+    """Grade ``jobs`` with ``workers`` in parallel, skipping finished ones unless ``force``.
+
+    On KeyboardInterrupt the jobs not started are dropped and the running checking processes
+    killed before it propagates."""
     results, todo = split_finished(jobs, force=force, on_done=on_done)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
         futures = {pool.submit(grade_one, job): job for job in todo}
         for future in as_completed(futures):
             result = future.result()
-            results[result.student] = result
+            results[futures[future].student] = result
             if on_done:
                 on_done(result, False)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        _CHECKERS.stop_all()
+        raise
+    pool.shutdown(wait=True)
     return [results[job.student] for job in jobs]
+
+
+@dataclass
+class _Plan:
+    """The run's jobs, with what the run folder needs to know about each."""
+
+    run_dir: RunDir
+    jobs: list[Job]
+    students: dict[str, str]
+    """Folder → the student's id."""
+    hashes: dict[str, str | None]
+    """Folder → the notebook's sha256."""
+    changed: list[str]
+    """Folders graded before whose notebook has changed since."""
+
+
+def _plan(found: list[Found], *, out: Path, assignment: str, profile: str, force: bool,
+          mnist: Path | None, isolation: str | None) -> _Plan:
+    run_dir = RunDir(out)
+    run_dir.prepare(assignment)
+    records = run_dir.records()
+    folders = assign_folders([f.student for f in found],
+                             existing={s: r.folder for s, r in records.items()},
+                             occupied=run_dir.occupied())
+    jobs, students, hashes, changed = [], {}, {}, []
+    for item in found:
+        folder = folders[item.student]
+        students[folder] = item.student
+        hashes[folder] = notebook_sha256(item.notebook)
+        jobs.append(Job(notebook=item.notebook, student=folder, assignment=assignment,
+                        profile=profile, out_dir=out, mnist=mnist, isolation=isolation))
+        record = records.get(item.student)
+        if (not force and record is not None and run_dir.result_path(folder).exists()
+                and record.sha256 != hashes[folder]):
+            changed.append(folder)
+    return _Plan(run_dir, jobs, students, hashes, changed)
+
+
+@dataclass
+class _Tally:
+    """How far a run got, for the message after Ctrl-C."""
+
+    graded: int = 0
+    total: int = 0
+
+
+def _finisher(plan: _Plan, tally: _Tally) -> Callable[[SubmissionResult, bool], None]:
+    """What happens as each result is known: the student's own id put back in it (the checking
+    process knows only the folder) and the job record written, which marks it done for this
+    notebook's content."""
+    from grader.rundir import write_student_outputs
+
+    by_notebook = {str(job.notebook): job for job in plan.jobs}
+    by_folder = {job.student: job for job in plan.jobs}
+
+    def finish(result: SubmissionResult, skipped: bool) -> None:
+        job = by_notebook.get(result.notebook) or by_folder.get(result.student)
+        if job is None:  # a finished result of a notebook since moved: it has its id already
+            return
+        folder = job.student
+        student = plan.students[folder]
+        if result.student != student:
+            result.student = student
+            write_student_outputs(result, plan.run_dir.folder(folder))
+        if not skipped:
+            plan.run_dir.write_record(JobRecord(
+                student=student, folder=folder, notebook=str(job.notebook),
+                sha256=plan.hashes[folder], assignment=job.assignment, profile=job.profile))
+            tally.graded += 1
+
+    return finish
 
 
 def main(*, submissions: list[Path], assignment: str, out: Path, profile: str, jobs: int,
          force: bool, mnist: Path | None, isolation: str | None, backend: str = "local",
          address: str | None = None, progress: bool = True) -> int:
+    """`grader grade`: 0 when every submission was graded, 1 when the grader itself failed on
+    one, 130 after Ctrl-C (what finished is kept; the same command resumes)."""
+    from grader import progress as ui
+
+    tally = _Tally()
+    try:
+        return _main(submissions=submissions, assignment=assignment, out=out, profile=profile,
+                     jobs=jobs, force=force, mnist=mnist, isolation=isolation, backend=backend,
+                     address=address, progress=progress, tally=tally)
+    except (KeyboardInterrupt, Interrupted):
+        _CHECKERS.stop_all()
+        ui.print_interrupted(tally.graded, tally.total, out.resolve())
+        return INTERRUPTED
+
+
+def _main(*, submissions: list[Path], assignment: str, out: Path, profile: str, jobs: int,
+          force: bool, mnist: Path | None, isolation: str | None, backend: str,
+          address: str | None, progress: bool, tally: _Tally) -> int:
     from grader import progress as ui
     from grader.data import find_mnist
     from grader.export.gradebook import write_gradebook
@@ -173,24 +409,23 @@ def main(*, submissions: list[Path], assignment: str, out: Path, profile: str, j
     found = discover(submissions, assignment)
     mnist_path = find_mnist(mnist)
     out = out.resolve()
-    job_list = [Job(notebook=f.notebook.resolve(), student=f.student, assignment=assignment,
-                    profile=profile, out_dir=out,
-                    mnist=mnist_path.resolve() if mnist_path else None, isolation=isolation)
-                for f in found]
+    plan = _plan(found, out=out, assignment=assignment, profile=profile, force=force,
+                 mnist=mnist_path.resolve() if mnist_path else None, isolation=isolation)
+    tally.total = len(plan.jobs)
+    finish = _finisher(plan, tally)
     if backend == "ray":
         from grader.ray_backend import run as run_ray
 
-        results = ui.with_progress(job_list, progress, lambda cb: run_ray(
-            job_list, address=address, force=force, on_done=cb))
+        results = ui.with_progress(plan.jobs, progress, finish, lambda cb: run_ray(
+            plan.jobs, address=address, force=force, on_done=cb))
     else:
-        results = ui.with_progress(job_list, progress, lambda cb: run(
-            job_list, workers=jobs, force=force, on_done=cb))
-    everyone = [SubmissionResult.load(p) for p in sorted(out.glob(f"*/{RESULT_FILE}"))]
-    write_gradebook(everyone, out / "grades.csv", course.functions)
-    ui.print_summary(results, course.functions, out)
+        results = ui.with_progress(plan.jobs, progress, finish, lambda cb: run(
+            plan.jobs, workers=jobs, force=force, on_done=cb))
+    everyone = [SubmissionResult.load(p) for p in plan.run_dir.result_paths()]
+    write_gradebook(everyone, plan.run_dir.grades, course.functions)
+    ui.print_summary(results, course.functions, out, changed=len(plan.changed))
     broken = [r.student for r in results if r.grader_error]
     if broken:
-        print(f"grader: the grader itself failed on {len(broken)} submission(s): "
-              f"{', '.join(broken)} — see {out}/.logs/ and result.full.json", file=sys.stderr)
+        ui.print_grader_failed(broken, out)
         return 1
     return 0

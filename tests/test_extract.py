@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -115,3 +116,156 @@ def test_checking_process_skips_the_slow_iri_checker_and_still_validates():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["True", "True", "False"]
+
+
+# ---------------------------------------------------------------- the rule (module docstring)
+
+
+def test_keeps_what_defines_and_drops_what_computes():
+    from grader.extract import extract_sources
+
+    kept = "\n".join(c.source for c in extract_sources([
+        "import numpy as np\nfrom functools import partial\n"
+        "sig = lambda z: 1 / (1 + np.exp(-z))\n"          # a lambda's body may call anything
+        "W: np.ndarray = np.zeros((2, 2))\n"              # builders of small values
+        "sizes = [n * 2 for n in range(3)]\n"             # comprehensions over such values
+        "config = dict(lr=0.5, layers=(2, 2))\n"
+        "act = partial(sig)\nlo, hi = -1.0, 1.0\n"
+        "eps = np.float64(1e-7)\n",
+        "model = build()\nhistory = model.fit(x)\nprint(W)\nW += 1\n"
+        "late = lambda z=train(): z\n"                    # its defaults run at definition
+        "data = np.load('x.npy')\nfound = [history[k] for k in range(3)]\n"
+        "for i in range(3):\n    pass\n",
+        "if True:\n    def helper():\n        return 1\nelse:\n    helper = None\n"
+        "try:\n    import torch\nexcept ImportError:\n    torch = None\n"
+        "if flag():\n    x = 1\n"
+        "try:\n    value = compute()\nexcept Exception:\n    value = 0\n",
+    ]).cells)
+    for line in ("import numpy as np", "sig = lambda z", "W: np.ndarray = np.zeros((2, 2))",
+                 "sizes = [n * 2", "config = dict(", "act = partial(sig)", "lo, hi = -1.0",
+                 "eps = np.float64", "def helper():", "helper = None", "import torch",
+                 "torch = None"):
+        assert line in kept, line
+    for line in ("model = build()", "model.fit", "print(W)", "W += 1", "late =", "np.load",
+                 "found =", "for i", "if flag()", "x = 1", "value = compute()"):
+        assert line not in kept, line
+
+
+def test_extract_sources_numbers_cells_from_1_and_drops_magics():
+    from grader.extract import extract_sources
+
+    extracted = extract_sources(["%%time\ndef timed():\n    pass\n",
+                                 "!pip install numpy\nimport os\nx = !ls\n",
+                                 "def f(:\n"])
+    assert [(c.index, c.source) for c in extracted.cells] == [(2, "\nimport os\n")]
+    assert extracted.messages[0].startswith("syntax error in cell 3, line 1:")
+
+
+def test_magic_lines_never_reach_ipythons_transforms(monkeypatch):
+    """4,000 %magic lines cost IPython minutes; the line filter handles them without it."""
+    import IPython.core.inputtransformer2 as transformers
+
+    from grader.extract import extract_sources
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("IPython's transforms ran")
+
+    monkeypatch.setattr(transformers.TransformerManager, "transform_cell", refuse)
+    cell = "%time x = 1\n" * 4000 + "def kept():\n    return '%not a magic'\n"
+    extracted = extract_sources([cell, "s = '''\n%inside a string\n'''\n!ls\n"])
+    assert extracted.cells[0].source.splitlines()[4000:] == [
+        "def kept():", "    return '%not a magic'"]
+    assert extracted.cells[1].source == "s = '''\n%inside a string\n'''\n"
+
+
+def test_a_long_cell_ipython_alone_could_read_is_a_syntax_error_not_minutes(monkeypatch):
+    import IPython.core.inputtransformer2 as transformers
+
+    from grader.extract import MAX_TRANSFORM_LINES, extract_sources
+
+    monkeypatch.setattr(transformers.TransformerManager, "transform_cell",
+                        lambda *a: (_ for _ in ()).throw(AssertionError("transforms ran")))
+    extracted = extract_sources(["x = 1\n" * MAX_TRANSFORM_LINES + "obj?\n"])
+    assert extracted.cells == []
+    assert extracted.messages[0].startswith(
+        f"syntax error in cell 1, line {MAX_TRANSFORM_LINES + 1}: invalid syntax")
+
+
+def test_a_passed_deadline_stops_extraction_with_a_message():
+    from grader.extract import extract_sources
+
+    extracted = extract_sources(["import os\n"], deadline=0.0)
+    assert extracted.cells == []
+    assert extracted.messages == [
+        "cell 1 and the cells after it were not read: reading the notebook ran out of the "
+        "submission's time — remove very long cells from the notebook"]
+
+
+# ---------------------------------------------------------------- malformed files
+
+
+def _reference() -> dict:
+    return json.loads((Path(__file__).parent / "files" / "samples" / "backprop"
+                       / "reference.ipynb").read_text())
+
+
+def _cell_meta(value):
+    nb = _reference()
+    nb["cells"][1]["metadata"] = value
+    return json.dumps(nb).encode()
+
+
+def _nbgrader_meta(value):
+    nb = _reference()
+    nb["cells"][1]["metadata"]["nbgrader"] = value
+    return json.dumps(nb).encode()
+
+
+FIX_CELL = ("re-create that cell in JupyterLab (or copy it from the released notebook), save "
+            "and submit again")
+FIX_SAVE = ("open it in JupyterLab, save it (File → Save Notebook) and submit the saved .ipynb "
+            "file")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", f"nb.ipynb is empty; expected a Jupyter notebook — {FIX_SAVE}"),
+    (b"\xff\xfe{}", "nb.ipynb is not a Jupyter notebook: expected UTF-8 JSON text, found a byte "
+                    "that is not UTF-8 at position 0 — submit the .ipynb file saved by Jupyter"),
+    (b"[" * 100_000 + b"]" * 100_000,
+     f"nb.ipynb is not a notebook this grader can read: expected JSON nested at most 64 levels "
+     f"deep, found deeper nesting — {FIX_SAVE}"),
+    (b'{"cells": {"a": 1}, "nbformat": 4}',
+     "nb.ipynb is not a Jupyter notebook: expected 'cells' to be a list, found an object"),
+    (json.dumps({"nbformat": 3, "worksheets": []}).encode(),
+     f"nb.ipynb has nbformat 3; expected version 4 — {FIX_SAVE} (JupyterLab converts older "
+     "notebooks when it saves them)"),
+    (_cell_meta(["a", "list"]),
+     f"nb.ipynb, cell 2: expected 'metadata' to be an object, found a list — {FIX_CELL}"),
+    (_nbgrader_meta("grade"),
+     "nb.ipynb, cell 2: expected its nbgrader metadata to be an object, found a string — "
+     f"{FIX_CELL}"),
+])
+def test_malformed_notebooks_say_what_was_expected_and_how_to_fix_it(tmp_path, content, message):
+    path = tmp_path / "nb.ipynb"
+    path.write_bytes(content)
+    with pytest.raises(NotebookUnreadable) as info:
+        read_notebook(path)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: p.symlink_to("/dev/zero"),
+     "nb.ipynb is a symbolic link; expected a notebook file — submit the notebook file itself, "
+     "not a link to it"),
+    (lambda p: p.mkdir(),
+     "nb.ipynb is a folder; expected a notebook file — submit the .ipynb file saved by Jupyter"),
+    (os.mkfifo,
+     "nb.ipynb is a FIFO (named pipe); expected a notebook file — submit the .ipynb file saved "
+     "by Jupyter"),
+])
+def test_links_folders_and_fifos_are_refused_unread(tmp_path, make, message):
+    path = tmp_path / "nb.ipynb"
+    make(path)
+    with pytest.raises(NotebookUnreadable) as info:
+        read_notebook(path)
+    assert str(info.value) == message

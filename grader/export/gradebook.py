@@ -1,8 +1,10 @@
 """The CSV gradebook of a run: one row per student, one column per graded function.
 
-Columns: ``student``, one per function (points earned; empty when no test of that function
-ran for that student), ``total``, ``max_score``, ``isolation`` and ``faults`` (the limits the
-submission hit and the kinds of fault behind its failed tests, e.g. ``time limit; timeout``).
+Columns: ``student`` (the id as submitted, whatever folder the run gave it), one per function
+(points earned; empty when no test of that function ran for that student), ``total``,
+``max_score`` (the required points; bonus points add on top of ``total``), ``isolation`` and
+``faults`` (the limits the submission hit and the kinds of fault behind its failed tests, e.g.
+``time limit; timeout``).
 Rows are sorted by student. Text cells that a spreadsheet would run as a formula (starting with
 ``=``, ``+``, ``-``, ``@``) are prefixed with ``'``.
 """
