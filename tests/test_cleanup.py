@@ -1,0 +1,88 @@
+"""The sweeper of killed gradings' leftovers: only the grader's own entries, of dead processes,
+owned by this user, older than a minute."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from grader._cleanup import owner_pid, remove_owned_by, sweep_stale
+
+OLD = time.time() - 120
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _folder(tmp: Path, name: str, *, old: bool = True) -> Path:
+    """A folder with a file and a read-only subfolder inside (as a sandbox may leave)."""
+    path = tmp / name
+    (path / "scratch-1").mkdir(parents=True)
+    (path / "scratch-1" / "a.npy").write_bytes(b"x" * 10)
+    os.chmod(path / "scratch-1", 0o500)
+    if old:
+        os.utime(path, (OLD, OLD))
+    return path
+
+
+def _file(tmp: Path, name: str) -> Path:
+    path = tmp / name
+    path.write_text("{}")
+    os.utime(path, (OLD, OLD))
+    return path
+
+
+def test_owner_pid_reads_only_the_grader_names() -> None:
+    assert owner_pid("grader-ray-123-abcd") == 123
+    assert owner_pid("grader-sbx-9-x") == 9
+    assert owner_pid("grader-job-77-k.json") == 77
+    for other in ("grader-model-abc", "grader-ray-abc", "grader-ray-12", "tmpq.json", "rt9"):
+        assert owner_pid(other) is None
+
+
+def test_sweep_removes_only_stale_entries_of_dead_processes(tmp_path: Path) -> None:
+    dead, alive = _dead_pid(), os.getpid()
+    stale = {_folder(tmp_path, f"grader-ray-{dead}-a1"), _folder(tmp_path, f"grader-sbx-{dead}-b2"),
+             _file(tmp_path, f"grader-job-{dead}-c3.json")}
+    kept = {_folder(tmp_path, f"grader-ray-{alive}-d4"),          # its process runs
+            _folder(tmp_path, f"grader-sbx-{dead}-e5", old=False),  # just made
+            _folder(tmp_path, "grader-model-f6"),                   # not a pid-named entry
+            _file(tmp_path, f"grader-ray-{dead}-g7"),               # a file where a folder goes
+            _folder(tmp_path, f"grader-job-{dead}-h8")}             # a folder where a file goes
+    link = tmp_path / f"grader-ray-{dead}-i9"
+    link.symlink_to(tmp_path / "grader-model-f6")
+    kept.add(link)
+
+    removed = sweep_stale(tmp_path)
+
+    assert set(removed) == stale
+    assert not any(os.path.lexists(p) for p in stale)
+    assert all(os.path.lexists(p) for p in kept)
+    assert (tmp_path / "grader-model-f6" / "scratch-1" / "a.npy").exists()  # link not followed
+    assert sweep_stale(tmp_path) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a folder of another user needs root")
+def test_sweep_keeps_other_users_folders(tmp_path: Path) -> None:
+    other = _folder(tmp_path, f"grader-ray-{_dead_pid()}-a1")
+    os.chown(other, 65534, 65534)
+    os.utime(other, (OLD, OLD))
+    assert sweep_stale(tmp_path) == []
+    assert other.exists()
+
+
+def test_remove_owned_by_takes_fresh_entries_of_ended_processes(tmp_path: Path) -> None:
+    dead, alive = _dead_pid(), os.getpid()
+    fresh = _folder(tmp_path, f"grader-sbx-{dead}-a1", old=False)
+    running = _folder(tmp_path, f"grader-sbx-{alive}-b2", old=False)
+    other = _folder(tmp_path, f"grader-sbx-{_dead_pid()}-c3", old=False)
+    assert remove_owned_by({dead, alive}, tmp_path) == [fresh]
+    assert not fresh.exists() and running.exists() and other.exists()
