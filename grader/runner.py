@@ -218,6 +218,15 @@ class _Checkers:
 _CHECKERS = _Checkers()
 
 
+def _die_with_parent() -> None:
+    """The checking process gets SIGKILL when the thread that started (and waits for) it dies,
+    so that a killed grader or Ray worker leaves no orphan grading on."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
 def grade_in_subprocess(job: Job) -> SubmissionResult:
     """Grade one submission in a fresh checking process; the grader's own crash is recorded.
 
@@ -229,7 +238,9 @@ def grade_in_subprocess(job: Job) -> SubmissionResult:
             "assignment": job.assignment, "profile": job.profile,
             "out_dir": str(job.out_dir), "mnist": str(job.mnist) if job.mnist else None,
             "isolation": job.isolation}
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+    # Named for this process, so that a sweep after a killed run removes it (grader._cleanup).
+    with tempfile.NamedTemporaryFile("w", prefix=f"grader-job-{os.getpid()}-", suffix=".json",
+                                     delete=False) as handle:
         json.dump(spec, handle)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")  # -I ignores PYTHON* variables
     log = run_dir.log_path(job.student)
@@ -238,7 +249,7 @@ def grade_in_subprocess(job: Job) -> SubmissionResult:
         with open(log, "wb") as sink:
             proc = _CHECKERS.start([sys.executable, "-I", "-m", "grader.check_one", handle.name],
                                    stdout=sink, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=_die_with_parent)
             try:
                 code = proc.wait(timeout=limit)
             except subprocess.TimeoutExpired:
