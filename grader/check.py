@@ -14,15 +14,18 @@ Unix-only sandbox modules are imported only when a sandbox is used.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from grader.course import (
+    PACKAGE_DIR,
     PUBLIC_CHECKS_FILE,
     Assignment,
     announce_course,
@@ -118,6 +121,25 @@ def _sandbox() -> tuple[Any, str]:
         return None, str(exc)
 
 
+def submission_module() -> ModuleType:
+    """:mod:`grader.submission`, also where the sandbox package does not import.
+
+    ``grader.submission`` needs only ``grader/sandbox/worker.py``, which is portable, but the
+    package's ``__init__`` imports the Unix-only isolation module. Where that import fails,
+    ``grader.sandbox`` is registered as a bare package (its ``__init__`` not run), so that the
+    portable module alone is loaded."""
+    try:
+        return importlib.import_module("grader.submission")
+    except ImportError:
+        if "grader.sandbox" in sys.modules:
+            raise
+    bare = ModuleType("grader.sandbox", "the sandbox package, without its Unix-only parts")
+    bare.__path__ = [str(PACKAGE_DIR / "sandbox")]
+    bare.__package__ = "grader.sandbox"
+    sys.modules["grader.sandbox"] = bare
+    return importlib.import_module("grader.submission")
+
+
 def run_extracted_unconfined(extracted: Extracted) -> tuple[dict[str, Any], list[str]]:
     """Execute the kept code of each cell in a fresh namespace; the problems met, as notes."""
     namespace: dict[str, Any] = {"__name__": "__main__"}
@@ -162,7 +184,7 @@ def main(*, notebook: Path, assignment: str | None) -> int:
     except NotebookUnreadable as exc:
         print(f"FAIL {exc}")
         return 1
-    course = find_course_root(notebook.resolve().parent)
+    course = find_course_root(notebook.resolve().parent) or find_course_root()
     if course is not None:
         announce_course(course)
     meta = grader_metadata(nb)
@@ -185,9 +207,7 @@ def main(*, notebook: Path, assignment: str | None) -> int:
         namespace, notes = run_extracted_unconfined(extracted)
         for note in notes:
             print(f"note: {note}")
-        from grader.submission import InProcessSubmission
-
-        submission = InProcessSubmission(namespace, checks.assignment)
+        submission = submission_module().InProcessSubmission(namespace, checks.assignment)
     try:
         results, errors = run_public(checks, submission)
     finally:

@@ -107,17 +107,21 @@ class DataFile:
     env: str = ""
     keras_cache: str = ""
     description: str = ""
+    keys: tuple[str, ...] = ()
+    """For an ``.npz``: the arrays it must hold (``grader doctor`` checks them); () for any."""
+
+    @property
+    def cache_path(self) -> Path | None:
+        """Where Keras' cache would hold the file (None: the file is not in Keras' cache)."""
+        return keras_home() / "datasets" / self.keras_cache if self.keras_cache else None
 
     def find(self, explicit: str | os.PathLike[str] | None = None) -> Path | None:
         """Where the file is, without downloading; None if nowhere."""
         given = explicit or (os.environ.get(self.env) if self.env else None)
         if given:
             return Path(given)
-        if self.keras_cache:
-            cached = keras_home() / "datasets" / self.keras_cache
-            if cached.exists():
-                return cached
-        return None
+        cached = self.cache_path
+        return cached if cached is not None and cached.exists() else None
 
 
 def keras_home() -> Path:
@@ -223,7 +227,8 @@ def assignment_from_toml(name: str, data: Mapping[str, Any], path: Path | str,
             )
     data_files = tuple(
         DataFile(key=key, env=str(spec.get("env", "")), keras_cache=str(spec.get("keras_cache", "")),
-                 description=str(spec.get("description", "")))
+                 description=str(spec.get("description", "")),
+                 keys=tuple(str(k) for k in spec.get("keys", ())))
         for key, spec in data.get("data", {}).items()
     )
     max_params = data.get("max_model_params")

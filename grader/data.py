@@ -14,8 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from grader.course import Assignment, keras_home
-from grader.errors import DataUnavailable
+from grader.course import (
+    Assignment,
+    DataFile,
+    discover_assignments,
+    find_course_root,
+    keras_home,
+    load_assignment,
+)
+from grader.errors import ConfigurationError, DataUnavailable
 
 TRAIN_TEST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -49,11 +56,7 @@ class Dataset:
         return Dataset(self.x_train[:n], self.y_train[:n], self.x_test, self.y_test, self.source)
 
 
-#: Kept for the modules that still import it under its old name.
-Mnist = Dataset
-
-
-def keras_cache_path(file_name: str = "mnist.npz") -> Path:
+def keras_cache_path(file_name: str) -> Path:
     return keras_home() / "datasets" / file_name
 
 
@@ -80,19 +83,52 @@ def find_data(assignment: Assignment, key: str, explicit: str | os.PathLike[str]
     return spec.find(explicit)
 
 
+def load_dataset(assignment: Assignment, key: str, explicit: str | os.PathLike[str] | None = None
+                 ) -> Dataset:
+    """The assignment's data file ``key``, read as a train/test :class:`Dataset`."""
+    spec = next((d for d in assignment.data if d.key == key), None)
+    found = find_data(assignment, key, explicit)
+    if found is None or spec is None:
+        places = [f"--data {key}=PATH"]
+        if spec is not None and spec.env:
+            places.append(f"the environment variable {spec.env}")
+        if spec is not None and spec.cache_path is not None:
+            places.append(str(spec.cache_path))
+        raise DataUnavailable(f"the data file {key!r} of {assignment.name!r} is not found: "
+                              f"expected it at {' or '.join(places)}")
+    return Dataset(source=str(found), **read_npz(found))
+
+
 # --- Old names, kept until their last callers read the assignment's declaration ------------
 
 
+#: The environment variable behind the old single-dataset options of runner and check_one.
+LEGACY_ENV = "MNIST_NPZ"
+
+
+def _declared_with_env(env: str) -> DataFile | None:
+    """The first data file of the course's assignments read from the variable ``env``."""
+    root = find_course_root()
+    for name in discover_assignments(root) if root else ():
+        try:
+            declared = load_assignment(name, root).data
+        except ConfigurationError:
+            continue
+        for spec in declared:
+            if spec.env == env:
+                return spec
+    return None
+
+
 def find_mnist(path: str | os.PathLike[str] | None = None) -> Path | None:
-    explicit = path or os.environ.get("MNIST_NPZ")
-    if explicit:
-        return Path(explicit)
-    cached = keras_cache_path()
-    return cached if cached.exists() else None
+    """The data file behind the old single-dataset options: ``path``, else the course's data
+    file read from :data:`LEGACY_ENV` (that variable, then its place in Keras' cache)."""
+    spec = _declared_with_env(LEGACY_ENV) or DataFile(key="data", env=LEGACY_ENV)
+    return spec.find(path)
 
 
 def load_mnist(path: str | os.PathLike[str] | None = None) -> Dataset:
     found = find_mnist(path)
     if found is None:
-        raise DataUnavailable("the data file is not available: set MNIST_NPZ")
+        raise DataUnavailable(f"the data file is not available: set {LEGACY_ENV}")
     return Dataset(source=str(found), **read_npz(found))

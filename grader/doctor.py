@@ -1,8 +1,9 @@
 """``grader doctor``: what this machine can do for grading, and how to fix what is missing.
 
 One ``Name: value`` line per check, followed by ``  fix: ...`` lines for anything missing.
-Exit status 0 when grading can run here (TensorFlow imports, MNIST is readable, the hidden
-suites are found), 1 otherwise. Optional things (GPU, bubblewrap, chromium) never fail it.
+Exit status 0 when grading can run here (TensorFlow imports, the hidden suites are found, and
+each data file their assignments declare under ``[data.<key>]`` is readable), 1 otherwise.
+Optional things (GPU, bubblewrap, chromium) never fail it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from grader.course import Assignment, DataFile
+from grader.errors import ConfigurationError
 
 TF_PIN = "tensorflow==2.21.*"
-MNIST_DOWNLOAD = 'python -c "import keras; keras.datasets.mnist.load_data()"'
 
 
 @dataclass
@@ -122,47 +126,123 @@ def _check_isolation(report: Report) -> None:
         report.detail(line)
 
 
-def _check_mnist(report: Report) -> None:
-    from grader.data import find_mnist, keras_cache_path, load_mnist
-    from grader.errors import DataUnavailable
+@dataclass
+class _DataNeed:
+    """One declared data file, and the assignments that declare it the same way."""
 
-    found = find_mnist()
-    if found is None:
-        report.add(
-            "MNIST",
-            f"MISSING (MNIST_NPZ is not set and there is nothing at {keras_cache_path()})",
-            f"download it once with {MNIST_DOWNLOAD}",
-            "or set MNIST_NPZ (or pass --mnist) to an .npz holding x_train, y_train, x_test, y_test",
-        )
-        report.blockers.append("MNIST is missing")
-        return
-    if not found.exists():
-        report.add(
-            "MNIST",
-            f"MISSING (MNIST_NPZ is {found}, which does not exist)",
-            "set MNIST_NPZ (or pass --mnist) to an existing .npz with x_train, y_train, x_test, "
-            f"y_test, or unset it and download MNIST once with {MNIST_DOWNLOAD}",
-        )
-        report.blockers.append("MNIST is missing")
-        return
+    spec: DataFile
+    assignments: list[Assignment] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"Data {self.spec.key} (for {', '.join(a.name for a in self.assignments)})"
+
+
+def _data_needs(assignments: list[Assignment]) -> list[_DataNeed]:
+    needs: dict[tuple[str, str, str], _DataNeed] = {}
+    for assignment in assignments:
+        for spec in assignment.data:
+            need = needs.setdefault((spec.key, spec.env, spec.keras_cache), _DataNeed(spec))
+            need.assignments.append(assignment)
+    return list(needs.values())
+
+
+def _where_to_put(spec: DataFile) -> list[str]:
+    """The fixes for a missing file: each place the grader looks for it."""
+    what = f" ({spec.description})" if spec.description else ""
+    fixes = []
+    if spec.env:
+        fixes.append(f"set {spec.env} to the file{what}, or pass --data {spec.key}=PATH to "
+                     "`grader grade`")
+    else:
+        fixes.append(f"pass --data {spec.key}=PATH to `grader grade`{what}")
+    if spec.cache_path is not None:
+        fixes.append(f"or place it at {spec.cache_path} (where Keras' datasets download to; "
+                     "KERAS_HOME moves it)")
+    return fixes
+
+
+def _npz_contents(path: Path, keys: tuple[str, ...]) -> tuple[dict[str, int], str]:
+    """The length of each array of an ``.npz``, or {} and what is wrong with it."""
+    import numpy as np
+
     try:
-        mnist = load_mnist(found)
-    except (DataUnavailable, OSError, ValueError) as exc:
-        report.add(
-            "MNIST",
-            f"UNUSABLE ({exc})",
-            "point MNIST_NPZ (or --mnist) at a readable .npz in Keras' layout, or unset it and "
-            f"download MNIST once with {MNIST_DOWNLOAD}",
-        )
-        report.blockers.append("MNIST is unusable")
+        with np.load(path, allow_pickle=False) as npz:
+            lengths = {name: len(npz[name]) if npz[name].ndim else 1 for name in npz.files}
+    except (OSError, ValueError, EOFError) as exc:
+        return {}, f"{path} is not a readable .npz: {type(exc).__name__}: {exc}"
+    missing = [k for k in keys if k not in lengths]
+    if missing:
+        return {}, f"{path}: expected the arrays {', '.join(keys)}, missing {', '.join(missing)}"
+    return lengths, ""
+
+
+def _check_data_file(report: Report, need: _DataNeed) -> None:
+    from grader.profiles import get_profile, profile_names
+
+    spec = need.spec
+    found = spec.find()
+    if found is None:
+        where = f"{spec.env} is not set and " if spec.env else ""
+        nowhere = (f"{where}there is nothing at {spec.cache_path}" if spec.cache_path else
+                   f"{where}no other place is declared" if spec.env else "no place is declared")
+        report.add(need.label, f"MISSING ({nowhere})", *_where_to_put(spec))
+        report.blockers.append(f"data file {spec.key!r} is missing")
         return
-    origin = "MNIST_NPZ" if os.environ.get("MNIST_NPZ") else "Keras' cache"
-    report.add(
-        "MNIST",
-        f"{found} (from {origin}): {len(mnist.x_train):,} training images, {len(mnist.x_test):,} test images",
-    )
-    if len(mnist.x_train) < 60_000:
-        report.detail("enough for --profile quick; --profile full needs all 60,000 training images")
+    if not found.is_file():
+        report.add(need.label, f"MISSING ({spec.env} is {found}, which is not a file)",
+                   f"set {spec.env} to an existing file"
+                   + (f" ({spec.description})" if spec.description else "")
+                   + (f", or unset it and place the file at {spec.cache_path}"
+                      if spec.cache_path else ""))
+        report.blockers.append(f"data file {spec.key!r} is missing")
+        return
+    origin = (spec.env if spec.env and os.environ.get(spec.env) else "Keras' cache")
+    if found.suffix != ".npz":
+        report.add(need.label, f"{found} (from {origin})")
+        return
+    lengths, problem = _npz_contents(found, spec.keys)
+    if problem:
+        report.add(need.label, f"UNUSABLE ({problem})",
+                   f"point {spec.env or '--data ' + spec.key} at a readable .npz"
+                   + (f" ({spec.description})" if spec.description else ""))
+        report.blockers.append(f"data file {spec.key!r} is unusable")
+        return
+    arrays = ", ".join(f"{name} {n:,}" for name, n in lengths.items())
+    report.add(need.label, f"{found} (from {origin}): {arrays}")
+    training = lengths.get("x_train")
+    if training is None:
+        return
+    for assignment in need.assignments:
+        for name in profile_names(assignment):
+            profile = get_profile(name, assignment)
+            wanted = (profile.train_size if profile.train_size is not None
+                      else profile.full_train_size)
+            if wanted and training < wanted:
+                report.detail(f"too small for --profile {name} of {assignment.name}: it trains "
+                              f"on {wanted:,} examples, the file holds {training:,}")
+
+
+def _check_data(report: Report) -> None:
+    """Each data file the course's assignments declare (``[data.<key>]`` in their toml)."""
+    from grader.course import discover_assignments, find_course_root, load_assignment
+
+    root = find_course_root()
+    if root is None:
+        return  # _check_suites says how to name the course
+    assignments = []
+    for name in discover_assignments(root):
+        try:
+            assignments.append(load_assignment(name, root))
+        except ConfigurationError as exc:
+            report.add(f"Assignment {name}", f"UNREADABLE ({exc})",
+                       f"fix {root / 'autograde_tests' / name / 'assignment.toml'}")
+            report.blockers.append(f"assignment {name!r} cannot be read")
+    needs = _data_needs(assignments)
+    if assignments and not needs:
+        report.add("Data", "none declared (no assignment reads a data file)")
+    for need in needs:
+        _check_data_file(report, need)
 
 
 def _check_suites(report: Report) -> None:
@@ -226,7 +306,7 @@ def run_checks() -> Report:
     if tf is not None:
         _check_gpus(report, tf)
     _check_isolation(report)
-    _check_mnist(report)
+    _check_data(report)
     _check_suites(report)
     _check_tools(report)
     return report

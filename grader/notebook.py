@@ -41,14 +41,14 @@ def _run(assignment_name: str, namespace: dict[str, Any], *, functions: tuple[st
          ) -> list[Any]:
     """The hidden tests of ``functions`` on the kernel's namespace (nbgrader's autograder)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from grader.check import submission_module
     from grader.collect import run_suite
     from grader.course import load_assignment
     from grader.profiles import get_profile
-    from grader.submission import InProcessSubmission
 
     assignment = load_assignment(assignment_name)
     profile = get_profile(os.environ.get("GRADER_PROFILE", "quick"), assignment)
-    submission = InProcessSubmission(namespace, assignment)
+    submission = submission_module().InProcessSubmission(namespace, assignment)
     try:
         with _quiet_stderr():
             results, _errors = run_suite(assignment, submission, profile, functions=functions)
@@ -110,12 +110,12 @@ def run_public_checks(assignment: str, namespace: dict[str, Any]) -> bool:
         grader_metadata,
         run_extracted_unconfined,
         run_public,
+        submission_module,
         summary,
     )
     from grader.collect import result_lines
     from grader.course import find_course_root
     from grader.extract import extract_answer_code, read_notebook
-    from grader.submission import InProcessSubmission
 
     notebook = nbformat.v4.new_notebook(
         cells=[nbformat.v4.new_code_cell(source) for source in executed_cells(namespace)])
@@ -131,7 +131,7 @@ def run_public_checks(assignment: str, namespace: dict[str, Any]) -> bool:
     kept, notes = run_extracted_unconfined(extracted)
     for note in notes:
         print(f"note: {note}")
-    submission = InProcessSubmission(kept, checks.assignment)
+    submission = submission_module().InProcessSubmission(kept, checks.assignment)
     try:
         with _quiet_stderr():
             results, _errors = run_public(checks, submission)

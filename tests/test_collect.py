@@ -49,14 +49,13 @@ IDS = ["test_passes", "test_fails", "test_errors", "test_skips", "test_times_out
 
 
 @pytest.fixture
-def course(tmp_path, monkeypatch):
+def course(tmp_path):
     suite = tmp_path / "autograde_tests" / "demo"
     suite.mkdir(parents=True)
     (suite / "test_demo.py").write_text(SUITE)
-    monkeypatch.setenv("GRADER_COURSE_ROOT", str(tmp_path))
     tests = tuple(GradedTest(t, f"double: {t.removeprefix('test_')}", 1.0) for t in IDS)
     return Assignment(name="demo", notebook="demo.ipynb", functions=("double",),
-                      forbidden_imports=(), needs_tensorflow=False, tests=tests)
+                      forbidden_imports=(), needs_tensorflow=False, tests=tests, root=tmp_path)
 
 
 def _slow():
@@ -67,7 +66,7 @@ def test_every_outcome_is_collected_in_suite_order(course):
     submission = InProcessSubmission({"double": lambda x: 2 * x, "slow": _slow}, course)
     # InProcessSubmission wraps exceptions from the student's function; make slow() a timeout
     submission.namespace["slow"] = _slow
-    results, errors = run_suite(course, submission, get_profile("quick"), mnist_path=None)
+    results, errors = run_suite(course, submission, get_profile("quick"))
     by_id = {t.name.split(": ")[1]: t for t in results}
     assert [t.name for t in results] == [f"double: {t.removeprefix('test_')}" for t in IDS]
     assert (by_id["passes"].status, by_id["passes"].score) == ("passed", 1.0)
@@ -94,7 +93,7 @@ def test_timeout_is_the_submissions_fault(course):
             return super()._call(function, args, kwargs, return_args)
 
     submission = Timing({"double": lambda x: 2 * x}, course)
-    results, _ = run_suite(course, submission, get_profile("quick"), mnist_path=None,
+    results, _ = run_suite(course, submission, get_profile("quick"),
                            functions=("double",))
     timed_out = next(t for t in results if t.name == "double: times_out")
     assert (timed_out.status, timed_out.fault, timed_out.message) == (

@@ -16,7 +16,6 @@ from grader import doctor
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist.npz"
-DOWNLOAD = 'python -c "import keras; keras.datasets.mnist.load_data()"'
 
 
 def run_doctor(**env_changes: str | None) -> subprocess.CompletedProcess[str]:
@@ -40,7 +39,11 @@ def mnist_path() -> Path:
     return path
 
 
-def test_ready_with_mnist(mnist_path: Path) -> None:
+LABEL = "Data mnist (for losses_optimizers, mnist)"
+DESCRIPTION = "MNIST in Keras' .npz layout (x_train, y_train, x_test, y_test)"
+
+
+def test_ready_with_the_declared_data(mnist_path: Path) -> None:
     proc = run_doctor(MNIST_NPZ=str(mnist_path), GRADER_COURSE_ROOT=str(REPO))
     lines = proc.stdout.splitlines()
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -48,9 +51,8 @@ def test_ready_with_mnist(mnist_path: Path) -> None:
     assert f"Keras: {version('keras')}" in lines
     with np.load(mnist_path) as npz:
         n_train, n_test = len(npz["y_train"]), len(npz["y_test"])
-    assert (
-        f"MNIST: {mnist_path} (from MNIST_NPZ): {n_train:,} training images, {n_test:,} test images" in lines
-    )
+    assert (f"{LABEL}: {mnist_path} (from MNIST_NPZ): x_train {n_train:,}, y_train {n_train:,}, "
+            f"x_test {n_test:,}, y_test {n_test:,}") in lines
     from grader.course import discover_assignments
 
     assert f"Hidden suites: {REPO / 'autograde_tests'} ({', '.join(discover_assignments(REPO))})" in lines
@@ -59,48 +61,88 @@ def test_ready_with_mnist(mnist_path: Path) -> None:
     assert any(line.startswith("bubblewrap: ") for line in lines)
     assert any(line.startswith("chromium: ") for line in lines)
     assert lines[-1] == "Ready to grade."
+    assert f"grader: course folder {REPO}" in proc.stderr
 
 
-def test_missing_mnist_file_gives_the_error_and_the_fix(tmp_path: Path) -> None:
+def test_missing_data_file_gives_the_error_and_the_fix(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "mnist.npz"
     proc = run_doctor(MNIST_NPZ=str(missing), GRADER_COURSE_ROOT=str(REPO))
     lines = proc.stdout.splitlines()
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    i = lines.index(f"MNIST: MISSING (MNIST_NPZ is {missing}, which does not exist)")
+    i = lines.index(f"{LABEL}: MISSING (MNIST_NPZ is {missing}, which is not a file)")
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     assert lines[i + 1] == (
-        "  fix: set MNIST_NPZ (or pass --mnist) to an existing .npz with x_train, y_train, "
-        f"x_test, y_test, or unset it and download MNIST once with {DOWNLOAD}"
-    )
+        f"  fix: set MNIST_NPZ to an existing file ({DESCRIPTION}), or unset it and place the "
+        f"file at {keras_home / 'datasets' / 'mnist.npz'}")
     assert f"TensorFlow: {version('tensorflow')}" in lines
-    assert lines[-1] == "Not ready to grade: MNIST is missing."
+    assert lines[-1] == "Not ready to grade: data file 'mnist' is missing."
 
 
-def test_no_mnist_anywhere_and_no_hidden_suites(tmp_path: Path) -> None:
+def test_data_nowhere_names_each_place_to_put_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                 ) -> None:
     keras_home = tmp_path / "keras"
-    proc = run_doctor(MNIST_NPZ=None, KERAS_HOME=str(keras_home), GRADER_COURSE_ROOT=str(tmp_path))
+    monkeypatch.delenv("MNIST_NPZ", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    monkeypatch.chdir(REPO)
+    report = doctor.Report()
+    doctor._check_data(report)
+    cached = keras_home / "datasets" / "mnist.npz"
+    assert report.lines == [
+        f"{LABEL}: MISSING (MNIST_NPZ is not set and there is nothing at {cached})",
+        f"  fix: set MNIST_NPZ to the file ({DESCRIPTION}), or pass --data mnist=PATH to "
+        "`grader grade`",
+        f"  fix: or place it at {cached} (where Keras' datasets download to; KERAS_HOME moves it)",
+    ]
+    assert report.blockers == ["data file 'mnist' is missing"]
+
+
+def test_no_hidden_suites(tmp_path: Path) -> None:
+    proc = run_doctor(GRADER_COURSE_ROOT=str(tmp_path))
     lines = proc.stdout.splitlines()
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    i = lines.index(
-        "MNIST: MISSING (MNIST_NPZ is not set and there is nothing at "
-        f"{keras_home / 'datasets' / 'mnist.npz'})"
-    )
-    assert lines[i + 1] == f"  fix: download it once with {DOWNLOAD}"
-    assert lines[i + 2] == (
-        "  fix: or set MNIST_NPZ (or pass --mnist) to an .npz holding x_train, y_train, x_test, y_test"
-    )
     j = lines.index(f"Hidden suites: MISSING (nothing readable at {tmp_path / 'autograde_tests'})")
     assert lines[j + 1].startswith("  fix: set GRADER_COURSE_ROOT to the course checkout")
-    assert lines[-1] == "Not ready to grade: MNIST is missing; the hidden suites are not found."
+    assert not any(line.startswith("Data ") for line in lines)
+    assert lines[-1] == "Not ready to grade: the hidden suites are not found."
 
 
-def test_unreadable_mnist_file_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bad = tmp_path / "mnist.npz"
-    np.savez(bad, x_train=np.zeros((3, 28, 28), np.uint8))
-    monkeypatch.setenv("MNIST_NPZ", str(bad))
+def course_with_data(tmp_path: Path, table: str) -> Path:
+    suite = tmp_path / "autograde_tests" / "shapes"
+    suite.mkdir(parents=True)
+    (suite / "assignment.toml").write_text(
+        'notebook = "shapes.ipynb"\nfunctions = ["area"]\n\n[data.grid]\n' + table
+        + '\n[profiles.quick]\ntrain_size = 50\n')
+    return tmp_path
+
+
+def test_unreadable_npz_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "grid.npz"
+    np.savez(bad, x_train=np.zeros((3, 2), np.uint8))
+    monkeypatch.setenv("GRID_NPZ", str(bad))
+    monkeypatch.chdir(course_with_data(tmp_path, 'env = "GRID_NPZ"\nkeys = ["x_train", "y_train"]\n'))
     report = doctor.Report()
-    doctor._check_mnist(report)
-    assert report.lines[0].startswith(f"MNIST: UNUSABLE ({bad}: expected the keys x_train")
-    assert report.blockers == ["MNIST is unusable"]
+    doctor._check_data(report)
+    assert report.lines == [
+        f"Data grid (for shapes): UNUSABLE ({bad}: expected the arrays x_train, y_train, missing "
+        "y_train)",
+        "  fix: point GRID_NPZ at a readable .npz",
+    ]
+    assert report.blockers == ["data file 'grid' is unusable"]
+
+
+def test_a_file_too_small_for_a_profile_is_noted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                 ) -> None:
+    small = tmp_path / "grid.npz"
+    np.savez(small, x_train=np.zeros((20, 2)), y_train=np.zeros(20))
+    monkeypatch.chdir(course_with_data(tmp_path, 'env = "GRID_NPZ"\n'))
+    monkeypatch.setenv("GRID_NPZ", str(small))
+    report = doctor.Report()
+    doctor._check_data(report)
+    assert report.lines == [
+        f"Data grid (for shapes): {small} (from GRID_NPZ): x_train 20, y_train 20",
+        "  - too small for --profile quick of shapes: it trains on 50 examples, the file holds 20",
+    ]
+    assert report.blockers == []  # the other profiles can still grade
 
 
 def fake_tf(gpus: list[str], growth: bool) -> SimpleNamespace:

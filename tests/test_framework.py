@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 from grader.course import course_root, discover_assignments, find_course_root, load_assignment
-from grader.errors import ConfigurationError
+from grader.errors import ConfigurationError, DataUnavailable
 from grader.gradescope_zip import pick_notebook
 from grader.release import copy_course
 
@@ -91,6 +91,35 @@ def test_course_folder_from_parents_then_env(tmp_path: Path, monkeypatch: pytest
     assert course_root() == course.resolve()
 
 
+def test_declared_data_is_looked_for_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:
+    import numpy as np
+
+    from grader.course import assignment_from_toml
+    from grader.data import load_dataset
+
+    spec = {"notebook": "shapes.ipynb", "functions": ["area"],
+            "data": {"grid": {"env": "GRID_NPZ", "keras_cache": "grid.npz"}}}
+    shapes = assignment_from_toml("shapes", spec, "assignment.toml", tmp_path)
+    monkeypatch.delenv("GRID_NPZ", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    cached = tmp_path / "keras" / "datasets" / "grid.npz"
+    with pytest.raises(DataUnavailable) as caught:
+        load_dataset(shapes, "grid")
+    assert str(caught.value) == (
+        "the data file 'grid' of 'shapes' is not found: expected it at --data grid=PATH or the "
+        f"environment variable GRID_NPZ or {cached}")
+    cached.parent.mkdir(parents=True)
+    arrays = {k: np.arange(3) for k in ("x_train", "y_train", "x_test", "y_test")}
+    np.savez(cached, **arrays)
+    assert shapes.data_files() == {"grid": cached}
+    monkeypatch.setenv("GRID_NPZ", str(tmp_path / "env.npz"))
+    assert shapes.data_files() == {"grid": tmp_path / "env.npz"}
+    assert shapes.data_files({"grid": cached}) == {"grid": cached}
+    assert shapes.data_paths({"grid": cached}) == (cached.parent.resolve(),)
+    assert load_dataset(shapes, "grid", cached).x_train.tolist() == [0, 1, 2]
+
+
 # --- The instructor's path ------------------------------------------------------------------
 
 
@@ -150,6 +179,20 @@ UNIX_ONLY_BLOCKED = (
     "from grader.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
+
+
+def test_the_check_path_imports_without_the_unix_only_modules(tmp_path: Path) -> None:
+    script = UNIX_ONLY_BLOCKED.split("from grader.cli")[0] + (
+        "import grader.cli, grader.notebook\n"
+        "from grader.check import _sandbox, submission_module\n"
+        "print(_sandbox()[1])\n"
+        "print(submission_module().InProcessSubmission.__name__)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    reason, name = done.stdout.strip().splitlines()
+    assert reason.startswith("the sandbox does not import: ") and "resource" in reason
+    assert name == "InProcessSubmission"
 
 
 @pytest.mark.slow

@@ -182,7 +182,7 @@ def test_check_source_reports_points_that_disagree_with_the_toml() -> None:
     messages = [str(p) for p in release.check_source("mnist", nb, "m.ipynb")]
     assert messages == [
         "m.ipynb: the autograder cells for build_cnn() are worth 5 points; assignment.toml "
-        "gives 7: make the cell's points match",
+        "gives 7: run `grader release`, which sets them",
         "m.ipynb: no autograder cell for build_gru() (2 points in assignment.toml)",
     ]
 
