@@ -4,6 +4,7 @@ venv with the very install command the Dockerfiles run."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -105,8 +106,11 @@ def test_hadolint_config_ignores_only_justified_rules() -> None:
 
 def test_gpu_and_cpu_dockerfiles_differ_only_in_base_image() -> None:
     gpu, cpu = (instructions(p) for p in DOCKERFILES)
-    assert gpu[0] == ("FROM", "tensorflow/tensorflow:2.21.0-gpu AS base")
-    assert cpu[0] == ("FROM", "python:3.11-slim-bookworm AS base")
+    # The base is a build argument (a local stand-in where the registry cannot be reached),
+    # defaulting to the real image.
+    assert gpu[0] == ("ARG", "BASE=tensorflow/tensorflow:2.21.0-gpu")
+    assert cpu[0] == ("ARG", "BASE=python:3.11-slim-bookworm")
+    assert gpu[1] == cpu[1] == ("FROM", "${BASE} AS base")
     assert gpu[1:] == cpu[1:]
 
 
@@ -116,8 +120,93 @@ def test_tensorflow_version_agrees_everywhere() -> None:
     series = pin.split("==")[1].rstrip(".*")  # "2.21"
     constraint = re.search(r"^tensorflow==(\S+)$", CONSTRAINTS.read_text(), re.M)
     assert constraint is not None and constraint.group(1).startswith(series + ".")
-    tag = instructions(DOCKERFILES[0])[0][1].split()[0]
+    tag = instructions(DOCKERFILES[0])[0][1].split("=", 1)[1]
     assert tag == f"tensorflow/tensorflow:{constraint.group(1)}-gpu"
+
+
+def test_python_version_check_matches_the_pins() -> None:
+    """The image refuses a Python older than the pins install on, and no older than that."""
+    declared = re.search(
+        r"^# Every pin installs on Python (\d+)\.(\d+)\.(\d+) and newer", CONSTRAINTS.read_text(), re.M
+    )
+    assert declared is not None, f"{CONSTRAINTS} must say which Python its pins install on"
+    minimum = tuple(int(part) for part in declared.groups())
+    for dockerfile in DOCKERFILES:
+        checks = [
+            args
+            for keyword, args in stages(dockerfile)["base"]
+            if keyword == "RUN" and "sys.version_info >=" in args
+        ]
+        assert len(checks) == 1, checks
+        found = re.search(r"sys\.version_info >= \(([\d, ]+)\)", checks[0])
+        assert found is not None, checks[0]
+        checked = tuple(int(part) for part in found.group(1).split(","))
+        assert checked + (0,) * (3 - len(checked)) == minimum, (dockerfile.name, checked, minimum)
+    # soupsieve 3.0.2 and later need Python 3.11.5: Debian 12 has 3.11.2.
+    soupsieve = re.search(r"^soupsieve==(\d+)\.(\d+)\.(\d+)$", CONSTRAINTS.read_text(), re.M)
+    assert soupsieve is not None and tuple(int(p) for p in soupsieve.groups()) <= (3, 0, 1)
+
+
+def lab_user_step(dockerfile: Path) -> str:
+    runs = [args for keyword, args in stages(dockerfile)["lab"] if keyword == "RUN" and "useradd" in args]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+@pytest.mark.parametrize(
+    ("passwd_entry", "removed"),
+    [(None, None), ("ubuntu:x:1000:1000:Ubuntu:/home/ubuntu:/bin/bash", "ubuntu")],
+    ids=["no-user-has-the-uid", "base-ships-a-user-with-the-uid"],
+)
+def test_lab_user_step_runs_under_pipefail(
+    tmp_path: Path, passwd_entry: str | None, removed: str | None
+) -> None:
+    """The lab stage's user step, run by bash with the Dockerfile's SHELL options against stub
+    tools: getent exits 2 when no user has the uid (python:3.11-slim), which must not fail it."""
+    shell = [json_args for keyword, json_args in stages(DOCKERFILES[1])["base"] if keyword == "SHELL"]
+    assert shell == ['["/bin/bash", "-o", "pipefail", "-c"]']
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    log = tmp_path / "calls"
+    getent = f"echo '{passwd_entry}'" if passwd_entry else "exit 2"
+    for name, body in {"getent": getent, "userdel": "", "useradd": "", "install": ""}.items():
+        (stubs / name).write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\n{body}\n')
+        (stubs / name).chmod(0o755)
+    for dockerfile in DOCKERFILES:
+        log.write_text("")
+        proc = subprocess.run(
+            ["/bin/bash", "-o", "pipefail", "-c", lab_user_step(dockerfile)],
+            env={"PATH": f"{stubs}:/usr/bin:/bin", "STUDENT_UID": "1000"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, (dockerfile.name, proc.stderr)
+        calls = log.read_text().splitlines()
+        assert calls[0] == "getent passwd 1000"
+        assert any(c.startswith("useradd --create-home --uid 1000") for c in calls), calls
+        userdel = [c for c in calls if c.startswith("userdel")]
+        assert userdel == ([f"userdel --remove {removed}"] if removed else []), calls
+
+
+def test_build_takes_a_ca_bundle_secret_and_a_local_mnist() -> None:
+    secret = "--mount=type=secret,id=ca_bundle,target=/etc/ssl/certs/ca-certificates.crt"
+    for dockerfile in DOCKERFILES:
+        by_stage = stages(dockerfile)
+        env = " ".join(args for keyword, args in by_stage["base"] if keyword == "ENV")
+        assert "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in env
+        for name, body in by_stage.items():
+            for keyword, args in body:
+                if keyword == "RUN" and ("pip install" in args or "load_data()" in args):
+                    assert secret in args, (dockerfile.name, name, args)
+        mnist = [a for k, a in by_stage["base"] if k == "RUN" and "mnist.npz" in a]
+        assert len(mnist) == 1
+        assert "--mount=type=bind,source=docker,target=/tmp/context-docker" in mnist[0]
+        assert "/tmp/context-docker/mnist.npz" in mnist[0] and "mnist-profiles.txt" in mnist[0]
+        assert "profile quick only" in mnist[0]
+        ignore = Path(f"{dockerfile}.dockerignore").read_text().splitlines()
+        assert "!docker/mnist.npz" in ignore
+    assert subprocess.run(["git", "check-ignore", "-q", "docker/mnist.npz"], cwd=REPO).returncode == 0
 
 
 def test_constraints_pin_every_dependency_of_the_grader() -> None:
@@ -216,6 +305,74 @@ def test_compose_grade_service_reserves_the_gpu_and_mounts_the_folders() -> None
     assert "${SUBMISSIONS_DIR:-../submissions}:/submissions:ro" in grade["volumes"]
     assert "${RESULTS_DIR:-../results}:/results" in grade["volumes"]
     assert grade["network_mode"] == "none"
+
+
+SECCOMP = DOCKER / "seccomp.json"
+USERNS_CALLS = ["clone", "mount", "pivot_root", "sethostname", "umount2", "unshare"]
+
+
+def test_seccomp_profile_is_dockers_default_plus_the_user_namespace_calls() -> None:
+    profile = json.loads(SECCOMP.read_text())
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
+    *default, added = profile["syscalls"]
+    assert added["names"] == USERNS_CALLS and added["action"] == "SCMP_ACT_ALLOW"
+    assert set(added) == {"names", "action", "comment"}  # no condition: any caller, any flags
+    # In Docker's default these calls are allowed only with CAP_SYS_ADMIN (clone: without
+    # namespace flags); nothing else is opened up.
+    for rule in default:
+        opened = set(rule["names"]) & set(USERNS_CALLS) - {"clone"}
+        if opened and rule["action"] == "SCMP_ACT_ALLOW":
+            assert rule.get("includes", {}).get("caps") == ["CAP_SYS_ADMIN"], rule
+    allowed = {
+        n
+        for rule in default
+        if rule["action"] == "SCMP_ACT_ALLOW" and not rule.get("includes")
+        for n in rule["names"]
+    }
+    assert {"read", "write", "execve"} <= allowed and not allowed & {
+        "bpf",
+        "kexec_load",
+        "init_module",
+        "unshare",
+    }
+
+
+def test_compose_grading_services_use_the_seccomp_profile_never_unconfined() -> None:
+    services = compose()["services"]
+    for name in ("grade", "ray-head", "ray-worker"):
+        assert services[name]["security_opt"] == ["seccomp=./seccomp.json"], name  # relative to docker/
+    for name, service in services.items():
+        assert not service.get("privileged"), name
+        assert not service.get("cap_add"), name
+        assert not any("unconfined" in opt for opt in service.get("security_opt", [])), name
+    assert (COMPOSE.parent / "seccomp.json").is_file()
+
+
+def test_compose_ray_uses_a_token_and_a_private_network() -> None:
+    spec = compose()
+    for name in ("ray-head", "ray-worker"):
+        service = spec["services"][name]
+        assert service["environment"] == {
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": "/run/secrets/ray_token",
+        }, name
+        assert service["secrets"] == ["ray_token"], name
+        assert service["networks"] == ["ray"], name
+        assert "network_mode" not in service and "ports" not in service, name
+    assert spec["networks"]["ray"] == {"internal": True}
+    # the token file comes from outside the repository, never from a committed file
+    assert spec["secrets"]["ray_token"]["file"].startswith("${RAY_TOKEN_FILE:-${HOME}/")
+
+
+def test_smoke_script_parses_and_is_executable() -> None:
+    smoke = DOCKER / "smoke"
+    assert os.access(smoke, os.X_OK)
+    proc = subprocess.run(["bash", "-n", str(smoke)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is not None:
+        checked = subprocess.run([shellcheck, str(smoke)], capture_output=True, text=True, timeout=120)
+        assert checked.returncode == 0, checked.stdout
 
 
 def test_compose_lab_and_ray_services() -> None:
