@@ -2,29 +2,41 @@
 
 Run by the runner as ``python -m grader.check_one JOB.json``; the student's code never runs in
 this process, only in the sandboxed worker it starts.
+
+This process has limits of its own (:class:`CheckerWatchdog`): its memory (RSS, at most
+``GRADER_CHECKER_MEMORY_MB``, default 6144) and its wall-clock time (``GRADER_CHECKER_SECONDS``,
+default 90 % of the runner's ``GRADER_CHECK_SECONDS``). Past either, the test that is running
+fails with a message naming the value being checked, and the limit is recorded in the result's
+``limits_hit`` (``checker-memory``, ``checker-time``); should that not bring it back under the
+limit, every test fails with that message and the process ends with its result written.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import resource
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from grader import __version__
 from grader.collect import run_suite
 from grader.course import load_assignment
-from grader.errors import NotebookUnreadable
+from grader.errors import GRADER_FAILED, CheckerLimit, NotebookUnreadable
 from grader.extract import extract_answer_code, read_notebook
 from grader.profiles import get_profile
 from grader.results import SubmissionResult, TestResult
-from grader.sandbox.isolation import Isolation, Limits, detect_isolation
+from grader.sandbox.isolation import Isolation, Limits, detect_isolation, limit_details
+from grader.sandbox.worker import forbidden_import_message
 from grader.submission import SandboxSubmission
 
-GRADER_FAILED = "the grader failed on this submission — tell your instructor"
+__all__ = ["GRADER_FAILED", "Job", "failed_result", "grade", "main", "write_outputs"]
 
 
 @dataclass(frozen=True)
@@ -39,8 +51,8 @@ class Job:
 
 
 def limits_from_env() -> Limits:
-    """Default limits, overridable with GRADER_CALL_SECONDS, GRADER_SUBMISSION_SECONDS and
-    GRADER_MEMORY_MB (for courses with slower machines, and for tests)."""
+    """Default limits, overridable with GRADER_CALL_SECONDS, GRADER_SUBMISSION_SECONDS,
+    GRADER_MEMORY_MB and GRADER_SCRATCH_MB (for courses with slower machines, and for tests)."""
     base = Limits()
     return Limits(
         call_seconds=float(os.environ.get("GRADER_CALL_SECONDS", base.call_seconds)),
@@ -50,6 +62,7 @@ def limits_from_env() -> Limits:
         processes=base.processes,
         file_bytes=base.file_bytes,
         output_bytes=base.output_bytes,
+        scratch_bytes=int(os.environ.get("GRADER_SCRATCH_MB", base.scratch_bytes // 2**20)) * 2**20,
     )
 
 
@@ -83,6 +96,84 @@ def forbidden_package_dirs(names: tuple[str, ...]) -> list[Path]:
     return dirs
 
 
+def checker_memory_bytes() -> int:
+    return int(float(os.environ.get("GRADER_CHECKER_MEMORY_MB", 6144)) * 2**20)
+
+
+def checker_seconds() -> float:
+    default = 0.9 * float(os.environ.get("GRADER_CHECK_SECONDS", 3600))
+    return float(os.environ.get("GRADER_CHECKER_SECONDS", default))
+
+
+class CheckerWatchdog(threading.Thread):
+    """Watches this process's memory and time. Past a limit it raises :class:`CheckerLimit` in
+    the main thread (the running test fails, naming ``submission.current_input``); still past
+    it ``grace`` seconds later, or past 1.5 times the memory limit, it calls ``give_up`` (which
+    writes the result) and ends the process."""
+
+    def __init__(self, submission: SandboxSubmission, *, memory_bytes: int, seconds: float,
+                 give_up: Callable[[str, str], None], grace: float = 30.0,
+                 exit: Callable[[int], None] = os._exit) -> None:
+        super().__init__(daemon=True, name="checker-watchdog")
+        self.submission = submission
+        self.memory_bytes = memory_bytes
+        self.seconds = seconds
+        self.give_up = give_up
+        self.grace = grace
+        self.exit = exit
+        self.hits: list[str] = []
+        self.messages: list[str] = []
+        """What the running test was told, each time a limit was hit."""
+        self._main = threading.main_thread().ident
+        self._began = time.monotonic()
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def message(self, limit: str) -> str:
+        what = self.submission.current_input
+        if limit == "checker-memory":
+            bound = f"memory limit ({self.memory_bytes // 2**20} MB)"
+        else:
+            bound = f"time limit ({self.seconds:.0f} s)"
+        return (f"{what}: the grader stopped checking it — the checking process went over its own "
+                f"{bound} while handling it; this assignment's values and models need far less, "
+                "so check their sizes (units, filters, array shapes)")
+
+    def run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        raised_at: float | None = None
+        while not self._halt.wait(0.2):
+            rss = me.memory_info().rss
+            now = time.monotonic()
+            limit = ("checker-memory" if rss > self.memory_bytes
+                     else "checker-time" if now - self._began > self.seconds else None)
+            if limit is None:
+                raised_at = None
+                continue
+            if limit not in self.hits:
+                self.hits.append(limit)
+            if raised_at is None:
+                raised_at = now
+                self.messages.append(self.message(limit))
+                self._raise_in_main(self.messages[-1])
+            elif now - raised_at > self.grace or rss > 1.5 * self.memory_bytes:
+                self.give_up(limit, self.message(limit))
+                self.exit(0)
+                return
+
+    def _raise_in_main(self, message: str) -> None:
+        def init(exc: CheckerLimit, *args: object) -> None:
+            CheckerLimit.__init__(exc, message)
+
+        error = type("CheckerLimit", (CheckerLimit,), {"__init__": init})
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._main or 0),
+                                                   ctypes.py_object(error))
+
+
 def _all_failed(job: Job, message: str, fault: str) -> list[TestResult]:
     assignment = load_assignment(job.assignment)
     return [TestResult(name=t.name, function=t.function, score=0.0, max_score=t.points,
@@ -91,13 +182,16 @@ def _all_failed(job: Job, message: str, fault: str) -> list[TestResult]:
 
 def grade(job: Job) -> SubmissionResult:
     started = time.perf_counter()
+    began = time.monotonic()  # extraction counts against the submission's time budget
     assignment = load_assignment(job.assignment)
     profile = get_profile(job.profile)
     isolation: Isolation = detect_isolation(job.isolation)
+    limits = limits_from_env()
     result = SubmissionResult(
         student=job.student, assignment=job.assignment, notebook=str(job.notebook),
         profile=job.profile, isolation=isolation.level,
-        isolation_details=list(isolation.details), grader_version=__version__)
+        isolation_details=list(isolation.details) + limit_details(isolation, limits),
+        grader_version=__version__)
     try:
         notebook = read_notebook(job.notebook)
     except NotebookUnreadable as exc:
@@ -106,8 +200,19 @@ def grade(job: Job) -> SubmissionResult:
         result.seconds = round(time.perf_counter() - started, 3)
         return result
     extracted = extract_answer_code(notebook)
-    submission = SandboxSubmission(extracted, assignment, limits=limits_from_env(),
-                                   isolation=isolation, hidden=hidden_paths(job))
+    submission = SandboxSubmission(extracted, assignment, limits=limits,
+                                   isolation=isolation, hidden=hidden_paths(job), started=began)
+
+    def give_up(limit: str, message: str) -> None:
+        submission.close()
+        result.tests = _all_failed(job, message, "refused")
+        result.limits_hit = [*submission.limits_hit, limit]
+        result.seconds = round(time.perf_counter() - started, 3)
+        write_outputs(result, job.out_dir)
+        _log_usage(started)
+
+    watchdog = CheckerWatchdog(submission, memory_bytes=checker_memory_bytes(),
+                               seconds=checker_seconds(), give_up=give_up)
     try:
         # The worker boots (Python, the notebook's imports, TensorFlow) while this process
         # loads what it needs anyway: TensorFlow, and matplotlib for the feedback's figures.
@@ -118,14 +223,40 @@ def grade(job: Job) -> SubmissionResult:
             configure_determinism()
             result.device = device_description()
         import grader.export.feedback  # noqa: F401
+        # Armed once this process's own imports are done: an exception raised into an import
+        # would leave a half-imported module behind.
+        watchdog.start()
         tests, errors = run_suite(assignment, submission, profile, mnist_path=job.mnist)
+    except CheckerLimit as exc:  # this process's own limit, hit outside any test
+        tests, errors = _all_failed(job, str(exc), exc.kind), []
     finally:
+        watchdog.stop()
+        if watchdog.is_alive():
+            watchdog.join(timeout=5)
         submission.close()
+    if watchdog.messages:
+        # Where the limit interrupted pytest's own machinery, what broke was this process's
+        # limit, not the grader: the student reads which value was too large.
+        for test in tests:
+            if test.status == "error":
+                test.status, test.message, test.fault = "failed", watchdog.messages[0], "refused"
+        for error in errors:
+            print(f"checker: after its own limit was hit: {error[-2000:]}", flush=True)
+        errors = []
+    if submission.grader_errors:
+        # The worker could not start: no test result says anything about the student's code.
+        errors = [*errors, *submission.grader_errors]
+        for test in tests:
+            if GRADER_FAILED in test.message:
+                test.status, test.message, test.fault, test.score = "error", GRADER_FAILED, \
+                    "grader", 0.0
     result.tests = tests
+    template = str(getattr(assignment, "forbidden_message", "") or "")
     result.load_messages = submission.load_messages + [
-        f"import of {name!r} blocked: this exercise is NumPy only"
+        f"{forbidden_import_message(name, template)} (the import was blocked)"
         for name in submission.forbidden_imports]
-    result.limits_hit = submission.limits_hit
+    result.limits_hit = submission.limits_hit + [
+        hit for hit in watchdog.hits if hit not in submission.limits_hit]
     if errors:
         result.grader_error = "\n\n".join(errors)
     result.seconds = round(time.perf_counter() - started, 3)
@@ -152,6 +283,12 @@ def failed_result(job: Job, error: str) -> SubmissionResult:
         grader_error=error, grader_version=__version__)
 
 
+def _log_usage(started: float) -> None:
+    """One line in the submission's log: this process's peak memory and time."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    print(f"checker: peak memory {peak} MB, {time.perf_counter() - started:.1f} s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     spec = json.loads(Path(args[0]).read_text())
@@ -159,11 +296,13 @@ def main(argv: list[str] | None = None) -> int:
               assignment=spec["assignment"], profile=spec["profile"],
               out_dir=Path(spec["out_dir"]), mnist=Path(spec["mnist"]) if spec["mnist"] else None,
               isolation=spec["isolation"])
+    started = time.perf_counter()
     try:
         result = grade(job)
     except Exception:  # noqa: BLE001 - the grader's own failure becomes a staff-visible result
         result = failed_result(job, traceback.format_exc())
     write_outputs(result, job.out_dir)
+    _log_usage(started)
     return 0
 
 

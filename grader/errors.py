@@ -2,7 +2,8 @@
 
     GraderError                      the grader itself could not run (exit code 2)
     ├── ConfigurationError           bad command line, unknown assignment or profile
-    └── DataUnavailable              MNIST could not be found or downloaded
+    ├── DataUnavailable              MNIST could not be found or downloaded
+    └── WorkerUnavailable            the sandboxed worker died before running any student code
     SubmissionError                  a fault of one submission; it becomes that student's result
     ├── NotebookUnreadable           not JSON, not a notebook, no cells, too large
     ├── MissingFunction              the notebook does not define the function a test calls
@@ -10,7 +11,9 @@
     ├── CallTimeout                  a call ran past its time limit
     ├── SubmissionTimeout            the whole submission ran past its time budget
     ├── WorkerCrashed                the sandboxed process died (memory limit, segfault, exit)
-    └── RefusedValue                 a returned value cannot cross the sandbox boundary safely
+    ├── RefusedValue                 a returned value cannot cross the sandbox boundary safely
+    └── CheckerLimit                 checking a returned value took the checking process past
+                                     its own memory or time limit
 
 Each message says what was expected, what was found and where to look.
 """
@@ -28,6 +31,19 @@ class ConfigurationError(GraderError):
 
 class DataUnavailable(GraderError):
     """MNIST was not found in any of the places the grader looks."""
+
+
+GRADER_FAILED = "the grader failed on this submission — tell your instructor"
+"""What a student reads where the grader, not the submission, failed."""
+
+
+class WorkerUnavailable(GraderError):
+    """The sandboxed worker could not start (it died, or never answered, before running any
+    student code). The message is :data:`GRADER_FAILED`; ``detail`` is for staff."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(GRADER_FAILED)
+        self.detail = detail
 
 
 class SubmissionError(Exception):
@@ -62,4 +78,8 @@ class WorkerCrashed(SubmissionError):
 
 
 class RefusedValue(SubmissionError):
+    kind = "refused"
+
+
+class CheckerLimit(SubmissionError):
     kind = "refused"

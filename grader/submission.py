@@ -34,12 +34,13 @@ from grader.errors import (
     StudentException,
     SubmissionTimeout,
     WorkerCrashed,
+    WorkerUnavailable,
 )
 from grader.extract import Extracted
 from grader.sandbox.worker import describe_exception, warn_on_overflow
 
-MAX_REPLY_BYTES = 16 * 2**20
-NOBODY = 65534
+READY_SECONDS = 60.0
+"""How long a worker may take to start (Python and its imports) before the grader gives up."""
 
 
 def _missing(function: str) -> MissingFunction:
@@ -123,13 +124,16 @@ class InProcessSubmission(Submission):
             import keras
 
             keras_model = keras.Model
-        encoded = codec.encode(value, self._dir, f"the value {function}() returned",
-                               prefix=f"r{self._counter}", keras_model_type=keras_model)
+        what = f"the value {function}() returned"
+        blobs: list[bytes] = []
+        encoded = codec.encode(value, what, blobs=blobs, keras_model_type=keras_model,
+                               scratch=self._dir)
         after = None
         if return_args:
-            after = codec.decode(codec.encode(list(args), self._dir, "an argument",
-                                              prefix=f"r{self._counter}a"), self._dir, "argument")
-        return codec.decode(encoded, self._dir, f"the value {function}() returned"), after
+            arg_blobs: list[bytes] = []
+            after = codec.decode(codec.encode(list(args), "an argument", blobs=arg_blobs),
+                                 arg_blobs, "an argument")
+        return codec.decode(encoded, blobs, what, load_model=codec.load_model_safely), after
 
     def close(self) -> None:
         shutil.rmtree(self._dir, ignore_errors=True)
@@ -152,38 +156,64 @@ class _OutputDrain(threading.Thread):
 
 
 class SandboxSubmission(Submission):
-    """The answer code in a sandboxed worker process, answering calls over a pipe."""
+    """The answer code in a sandboxed worker process, answering calls over its pipes.
+
+    Everything crosses as :mod:`grader.codec` messages on the worker's stdin and stdout; this
+    process never opens a path the sandbox can write. Every read and write has a deadline, and
+    every message is bounded before it is parsed. A function that once ran past its time limit
+    is not called again: its later calls fail at once with the same message. A notebook whose
+    loading failed is not loaded again. A worker that dies before its ``ready`` line is the
+    grader's failure (:class:`~grader.errors.WorkerUnavailable`, detail in ``grader_errors``).
+    """
 
     def __init__(self, extracted: Extracted, assignment: Assignment, *, limits: Any,
-                 isolation: Any, hidden: tuple[Path, ...] = ()) -> None:
+                 isolation: Any, hidden: tuple[Path, ...] = (),
+                 started: float | None = None) -> None:
         super().__init__(assignment)
         self.extracted = extracted
         self.limits = limits
         self.isolation = isolation
         self.hidden = hidden
-        # A private folder (mode 0711: no one else can list it) holding each worker's scratch.
-        self._root = Path(tempfile.mkdtemp(prefix="grader-"))
+        # A private folder (mode 0711: no one else can list it) holding each worker's scratch
+        # mount point; named so that a sweeper can tell whose it is.
+        self._root = Path(tempfile.mkdtemp(prefix=f"grader-sbx-{os.getpid()}-"))
         os.chmod(self._root, 0o711)
         self.load_messages = list(extracted.messages)
-        self._deadline = time.monotonic() + limits.submission_seconds
+        self._deadline = (time.monotonic() if started is None else started) + \
+            limits.submission_seconds
         self._proc: subprocess.Popen[bytes] | None = None
         self._drain: _OutputDrain | None = None
         self._scratch: Path | None = None
+        self._inbox = bytearray()
+        self._ready = False
         self._defined: set[str] | None = None
-        self._dead_reason: str | None = None
         self._ids = 0
         self._loaded_once = False
         self._pending_load: tuple[float, float] | None = None
         """(sent at, time limit) of a load request whose reply has not been read yet."""
-        self._load_error: Exception | None = None
+        self._load_failure: Exception | None = None
+        """Why loading the notebook failed; it is not tried again."""
+        self._timed_out: dict[str, str] = {}
+        """Functions that ran past their time limit once, with the message of later calls."""
+        self._last_timeout = float(limits.call_seconds)
+        self._broken: WorkerUnavailable | None = None
+        self.grader_errors: list[str] = []
+        """The grader's own failures (staff only), e.g. a worker that could not start."""
+        self.current_input = "the notebook"
+        """What this process is handling now (named when its own limits are hit)."""
+        self.max_model_params = int(getattr(assignment, "max_model_params", None)
+                                    or codec.DEFAULT_MAX_MODEL_PARAMS)
 
     # -- process management -------------------------------------------------------------
+    def _worker_argv(self, scratch: Path) -> list[str]:
+        return [sys.executable, "-I", "-m", "grader.sandbox.worker", str(scratch)]
+
     def _spawn(self) -> None:
         from grader.sandbox.isolation import python_runtime_paths, spawn_sandboxed
 
+        # A fresh, empty folder each time; the sandbox mounts its own capped tmpfs on it where
+        # the level allows, and this process never opens anything inside it.
         self._scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=self._root))
-        if os.geteuid() == 0:
-            os.chown(self._scratch, NOBODY, NOBODY)
         os.chmod(self._scratch, 0o755)
         env = {
             "PATH": "/usr/bin:/bin",
@@ -200,9 +230,11 @@ class SandboxSubmission(Submission):
             "TF_NUM_INTRAOP_THREADS": "1",
             "LANG": "C.UTF-8",
         }
-        argv = [sys.executable, "-I", "-m", "grader.sandbox.worker", str(self._scratch)]
-        self._proc = spawn_sandboxed(argv, scratch=self._scratch, readable=python_runtime_paths(),
-                                     env=env, limits=self.limits, isolation=self.isolation,
+        self._inbox = bytearray()
+        self._ready = False
+        self._proc = spawn_sandboxed(self._worker_argv(self._scratch), scratch=self._scratch,
+                                     readable=python_runtime_paths(), env=env,
+                                     limits=self.limits, isolation=self.isolation,
                                      hidden=self.hidden)
         self._drain = _OutputDrain(self._proc.stderr, self.limits.output_bytes)
         self._drain.start()
@@ -218,6 +250,7 @@ class SandboxSubmission(Submission):
                     self._hit("output")
             self._proc = None
             self._pending_load = None
+            self._inbox = bytearray()
 
     def close(self) -> None:
         self._kill()
@@ -244,14 +277,38 @@ class SandboxSubmission(Submission):
             return f"was killed by signal {sig.name}"
         return f"exited with status {code} (sys.exit or os._exit in the notebook's code?)"
 
+    def _break(self, what: str) -> WorkerUnavailable:
+        """The worker failed before running any student code: the grader's failure."""
+        reason = "stopped answering" if self._proc is None else self._exit_reason()
+        stderr = bytes(self._drain.kept[-8000:]).decode(errors="replace") if self._drain else ""
+        self._kill()
+        error = WorkerUnavailable(f"{what}: the sandboxed worker {reason} before it was ready "
+                                  f"(isolation {self.isolation.level}); its stderr:\n{stderr}")
+        self._broken = error
+        self.grader_errors.append(error.detail)
+        return error
+
     # -- protocol -----------------------------------------------------------------------
     def _remaining(self) -> float:
         return self._deadline - time.monotonic()
 
-    def _request(self, payload: dict[str, Any], what: str) -> dict[str, Any]:
-        return self._receive(what, *self._send(payload, what))
+    def _timeout(self, what: str, timeout: float) -> CallTimeout:
+        self._last_timeout = timeout
+        self._hit("time")
+        self._kill()
+        return CallTimeout(
+            f"{what}: did not finish within {timeout:.0f} s — look for an infinite loop, a "
+            "blocking call (input(), sleep, network) or a very slow computation")
 
-    def _send(self, payload: dict[str, Any], what: str) -> tuple[float, float]:
+    def _crashed(self, what: str) -> WorkerCrashed:
+        reason = self._exit_reason()
+        if "memory" in reason:
+            self._hit("memory")
+        self._kill()
+        return WorkerCrashed(f"{what}: the notebook's code {reason}")
+
+    def _send(self, payload: dict[str, Any], what: str, blobs: list[bytes] | None = None
+              ) -> tuple[float, float]:
         """Write one request; returns (when it was sent, how long its reply may take)."""
         if self._remaining() <= 0:
             self._hit("time")
@@ -260,55 +317,98 @@ class SandboxSubmission(Submission):
                 "time budget; look for slow loops or very large computations"
             )
         assert self._proc is not None and self._proc.stdin is not None
-        assert self._proc.stdout is not None
         timeout = min(self.limits.call_seconds, self._remaining())
-        try:
-            self._proc.stdin.write(codec.dumps(payload).encode() + b"\n")
-            self._proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            reason = self._exit_reason()
-            self._dead_reason = reason
-            self._kill()
-            raise WorkerCrashed(f"{what}: the notebook's code {reason}") from None
-        return time.monotonic(), timeout
+        started = time.monotonic()
+        if self._ready:
+            self._inbox = bytearray()  # nothing may answer a request before it is sent
+        fd = self._proc.stdin.fileno()
+        os.set_blocking(fd, False)
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_WRITE)
+            for chunk in codec.frame(payload, blobs or []):
+                view = memoryview(chunk)
+                while view:
+                    left = timeout - (time.monotonic() - started)
+                    if not selector.select(timeout=max(left, 0.0)):
+                        raise self._timeout(what, timeout)
+                    try:
+                        view = view[os.write(fd, view[: 2**20]):]
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        raise self._crashed(what) from None
+        return started, timeout
 
-    def _receive(self, what: str, started: float, timeout: float) -> dict[str, Any]:
-        """Wait for the reply to the request sent at ``started``."""
+    def _read_message(self, what: str, started: float, timeout: float
+                      ) -> tuple[dict[str, Any], list[bytes]]:
+        """One message from the worker, within the time left and the codec's size limits."""
         assert self._proc is not None and self._proc.stdout is not None
-        buffer = bytearray()
         fd = self._proc.stdout.fileno()
+        buffer = self._inbox
+        header: dict[str, Any] | None = None
+        sizes: list[int] = []
+        start = end = 0
         with selectors.DefaultSelector() as selector:
             selector.register(fd, selectors.EVENT_READ)
-            while b"\n" not in buffer:
+            while True:
+                if header is None and (newline := buffer.find(b"\n")) >= 0:
+                    header, sizes = self._parse_header(bytes(buffer[:newline]), what)
+                    start = newline + 1
+                    end = start + sum(sizes)
+                if header is None and len(buffer) > codec.MAX_LINE_BYTES:
+                    self._kill()
+                    raise RefusedValue(f"{what}: the reply is larger than "
+                                       f"{codec.MAX_LINE_BYTES} bytes")
+                if header is not None and len(buffer) >= end:
+                    break
                 left = timeout - (time.monotonic() - started)
                 # Past the limit, a reply already waiting is still read: it came while this
                 # process was busy (a load sent by start()), and that delay is not the student's.
                 if not selector.select(timeout=max(left, 0.0)):
-                    self._hit("time")
-                    self._kill()
-                    raise CallTimeout(
-                        f"{what}: did not finish within {timeout:.0f} s — look for an infinite "
-                        "loop, a blocking call (input(), sleep, network) or a very slow computation"
-                    )
-                chunk = os.read(fd, 65536)
+                    if not self._ready:
+                        raise self._break(f"{what}: no answer within {timeout:.0f} s")
+                    raise self._timeout(what, timeout)
+                chunk = os.read(fd, 2**20)
                 if not chunk:
-                    reason = self._exit_reason()
-                    if "memory" in reason:
-                        self._hit("memory")
-                    self._kill()
-                    raise WorkerCrashed(f"{what}: the notebook's code {reason}")
+                    if not self._ready:
+                        raise self._break(what)
+                    raise self._crashed(what)
                 buffer += chunk
-                if len(buffer) > MAX_REPLY_BYTES:
-                    self._kill()
-                    raise RefusedValue(f"{what}: the reply is larger than {MAX_REPLY_BYTES} bytes")
+        view = memoryview(buffer)
+        blobs = []
+        for size in sizes:
+            blobs.append(bytes(view[start:start + size]))
+            start += size
+        view.release()
+        del buffer[:end]
+        return header, blobs
+
+    def _parse_header(self, line: bytes, what: str) -> tuple[dict[str, Any], list[int]]:
         try:
-            reply = json.loads(buffer[: buffer.index(b"\n")])
-        except ValueError:
+            header = json.loads(line)
+            if not isinstance(header, dict):
+                raise ValueError("not an object")
+            return header, codec.blob_sizes(header, what)
+        except (ValueError, RecursionError):
             self._kill()
             raise RefusedValue(f"{what}: malformed reply from the sandbox") from None
-        if not isinstance(reply, dict):
-            raise RefusedValue(f"{what}: malformed reply from the sandbox")
-        return reply
+        except RefusedValue:
+            self._kill()
+            raise
+
+    def _receive(self, what: str, started: float, timeout: float
+                 ) -> tuple[dict[str, Any], list[bytes]]:
+        """Wait for the reply to the request sent at ``started`` (after the worker's ``ready``
+        line, the first time)."""
+        if not self._ready:
+            # The worker's own start-up is the grader's time, not the student's: it has a
+            # limit of its own, and the reply's limit counts from the moment it is ready.
+            header, _ = self._read_message(what, started, max(timeout, READY_SECONDS))
+            if header.get("ready") is not True:
+                raise self._break(f"{what}: the worker's first message was not 'ready'")
+            self._ready = True
+            started = max(started, time.monotonic() - 0.05)
+        return self._read_message(what, started, timeout)
 
     def start(self) -> None:
         """Start the worker and send it the notebook without waiting for the reply, so that its
@@ -316,7 +416,8 @@ class SandboxSubmission(Submission):
         does next. The first call that needs the notebook then waits for the reply, within the
         loading call's time limit counted from now; a reply that is complete by then is read even
         if the checking process was busy past that limit. Optional: calls start it when needed."""
-        if self._proc is not None or self._pending_load is not None or not self.extracted.cells:
+        if (self._proc is not None or self._pending_load is not None or not self.extracted.cells
+                or self._load_failure is not None or self._broken is not None):
             return
         self._spawn()
         cells = [{"index": c.index, "source": c.source} for c in self.extracted.cells]
@@ -324,26 +425,44 @@ class SandboxSubmission(Submission):
             self._pending_load = self._send(
                 {"op": "load", "cells": cells,
                  "forbidden": list(self.assignment.forbidden_imports),
+                 "forbidden_message": str(getattr(self.assignment, "forbidden_message", "") or ""),
                  "keras": self.assignment.needs_tensorflow},
                 "loading the notebook")
-        except (WorkerCrashed, SubmissionTimeout) as exc:
-            self._load_error = exc
+        except (WorkerCrashed, SubmissionTimeout, CallTimeout) as exc:
+            self._load_failure = exc
 
     def _ensure_loaded(self) -> None:
-        if self._proc is None and self._pending_load is None and self._load_error is None:
+        if self._broken is not None:
+            raise self._broken
+        if self._load_failure is not None:
+            raise self._load_failure
+        if self._proc is None and self._pending_load is None:
             self.start()
-        if self._load_error is not None:
-            error, self._load_error = self._load_error, None
-            raise error
+            if self._load_failure is not None:
+                raise self._load_failure
         if self._pending_load is None:
             return
         sent, self._pending_load = self._pending_load, None
-        reply = self._receive("loading the notebook", *sent)
+        self.current_input = "the notebook"
+        try:
+            reply, _ = self._receive("loading the notebook", *sent)
+        except (WorkerCrashed, CallTimeout, SubmissionTimeout, RefusedValue) as exc:
+            self._load_failure = exc
+            raise
+        if reply.get("ok") is False and reply.get("kind") == "grader":
+            self.grader_errors.append(f"the worker could not prepare: {reply.get('message')}")
+            self._kill()
+            self._broken = WorkerUnavailable(str(reply.get("message", ""))[:4000])
+            raise self._broken
         defined = reply.get("defined", [])
         self._defined = {str(name) for name in defined} if isinstance(defined, list) else set()
         if not self._loaded_once:
-            self.load_messages += [str(m) for m in reply.get("messages", [])][:50]
-            self.forbidden_imports = [str(m) for m in reply.get("forbidden", [])]
+            messages = reply.get("messages", [])
+            forbidden = reply.get("forbidden", [])
+            self.load_messages += [str(m) for m in messages][:50] if isinstance(messages, list) \
+                else []
+            self.forbidden_imports = [str(m) for m in forbidden][:20] \
+                if isinstance(forbidden, list) else []
             self._loaded_once = True
 
     def defines(self, function: str) -> bool:
@@ -360,17 +479,33 @@ class SandboxSubmission(Submission):
         what = f"{function}()"
         if not self.extracted.cells:
             raise _missing(function)
+        if function in self._timed_out:
+            raise CallTimeout(self._timed_out[function])
+        if self._remaining() <= 0:
+            self._hit("time")
+            raise SubmissionTimeout(
+                f"{what}: not run — the submission used up its "
+                f"{self.limits.submission_seconds:.0f} s time budget; look for slow loops or "
+                "very large computations")
         try:
             self._ensure_loaded()
-        except (WorkerCrashed, CallTimeout) as exc:
+        except (WorkerCrashed, CallTimeout, RefusedValue) as exc:
             raise type(exc)(f"{what}: loading the notebook failed — {exc}") from None
         if self._defined is not None and function not in self._defined:
             raise _missing(function)
         self._ids += 1
-        assert self._scratch is not None
-        encoded_args = codec.encode_args(args, kwargs, self._scratch, prefix=f"a{self._ids}")
-        reply = self._request({"op": "call", "id": self._ids, "function": function,
-                               "args": encoded_args, "return_args": return_args}, what)
+        blobs: list[bytes] = []
+        encoded_args = codec.encode_args(args, kwargs, blobs)
+        try:
+            reply, values = self._receive(what, *self._send(
+                {"op": "call", "id": self._ids, "function": function, "args": encoded_args,
+                 "return_args": return_args}, what, blobs))
+        except CallTimeout as exc:
+            self._timed_out[function] = (
+                f"{what}: not run again — an earlier call did not finish within "
+                f"{self._last_timeout:.0f} s; look for an infinite loop, a blocking call "
+                "(input(), sleep, network) or a very slow computation")
+            raise exc from None
         if not reply.get("ok"):
             kind, message = reply.get("kind"), str(reply.get("message", ""))[:2000]
             if kind == "missing":
@@ -386,8 +521,13 @@ class SandboxSubmission(Submission):
             raise StudentException(f"{what} raised {message}")
         warned = reply.get("warnings", [])
         self.last_warnings = [str(w) for w in warned][:10] if isinstance(warned, list) else []
-        value = codec.decode(reply.get("value"), self._scratch, f"the value {what} returned")
+        self.current_input = f"the value {what} returned"
+        value = codec.decode(reply.get("value"), values, self.current_input,
+                             load_model=self._load_model)
         after = None
         if return_args:
-            after = codec.decode(reply.get("args"), self._scratch, "an argument", load_model=None)
+            after = codec.decode(reply.get("args"), values, "an argument")
         return value, after
+
+    def _load_model(self, data: bytes, what: str) -> Any:
+        return codec.load_model_safely(data, what, max_params=self.max_model_params)

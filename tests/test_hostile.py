@@ -1,11 +1,13 @@
 """Hostile submissions, graded end to end through the real command line.
 
 Every notebook in ``tests/files/hostile/<assignment>/`` attacks the grader (see ``build.py``
-there). One ``grader grade`` run per assignment grades them all, two at a time (a notebook
-that could stall the checking process gets a run of its own, see ``ALONE``); then each
-notebook's verdict is checked: the run went on, the attacked function lost its points for the
-right reason, the functions it does not touch kept theirs, and nothing the attack tried to do
-outside the sandbox happened (no file planted, no connection made, no process left behind).
+there). One ``grader grade`` run per assignment grades them all among honest classmates, two
+at a time (a notebook that could stall the checking process would get a run of its own, see
+``ALONE``); then each notebook's verdict is checked: the run went on, the attacked function
+lost its points for the right reason, the functions it does not touch kept theirs, and nothing
+the attack tried to do outside the sandbox happened (no file planted or changed, no connection
+made, no process left behind). The classmates' results are compared with a run of the
+classmates alone: an attacker must change nothing of theirs.
 The mnist run needs the real data (MNIST_NPZ); the whole module needs bubblewrap or namespace
 isolation, since these notebooks really do fork-bomb and kill processes.
 
@@ -17,10 +19,12 @@ takes minutes.
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -58,10 +62,25 @@ MARKER: str = build.MARKER
 # Limits for the run (seconds, MiB): short enough to keep the suite fast, long enough for the
 # honest parts of each notebook. mnist's worker imports TensorFlow and builds models.
 RUN_LIMITS = {
-    "backprop": {"GRADER_CALL_SECONDS": "10", "GRADER_SUBMISSION_SECONDS": "60", "GRADER_MEMORY_MB": "2048"},
-    "mnist": {"GRADER_CALL_SECONDS": "120", "GRADER_SUBMISSION_SECONDS": "600"},
+    "backprop": {"GRADER_CALL_SECONDS": "10", "GRADER_SUBMISSION_SECONDS": "60",
+                 "GRADER_MEMORY_MB": "2048", "GRADER_SCRATCH_MB": "256"},
+    "mnist": {"GRADER_CALL_SECONDS": "120", "GRADER_SUBMISSION_SECONDS": "600",
+              "GRADER_SCRATCH_MB": "256"},
 }
 RUN_TIMEOUT = 1800
+CHECKER_PEAK_MB = {"backprop": 1024, "mnist": 3072}
+"""The most memory a checking process may reach under these attacks (its own limit,
+GRADER_CHECKER_MEMORY_MB, is 6144 MB by default)."""
+TARGET = Path(build.TARGET_TREE)
+SUITES = ROOT / "autograde_tests"
+# Honest classmates graded with the attackers (nothing of theirs may change): the reference
+# solution for backprop, the untouched released notebook for mnist (so that nothing trains).
+CLASSMATES = {
+    "backprop": ROOT / "tests" / "files" / "samples" / "backprop" / "reference.ipynb",
+    "mnist": ROOT / "assignments" / "mnist" / "mnist.ipynb",
+}
+CLASSMATE_NAMES = ("classmate_a", "classmate_b")
+TIMING_FIELDS = {"seconds"}
 
 
 def _confining_level() -> str:
@@ -114,6 +133,30 @@ def _planted_conftests() -> list[Path]:
     return planted
 
 
+def _snapshot(*trees: Path) -> dict[str, str]:
+    """Path → hash of every file (and link target) under ``trees``."""
+    found: dict[str, str] = {}
+    for tree in trees:
+        for path in sorted(tree.rglob("*")):
+            if "__pycache__" in path.parts:
+                continue
+            if path.is_symlink():
+                found[str(path)] = "link:" + os.readlink(path)
+            elif path.is_file():
+                found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                found[str(path)] = "dir"
+    return found
+
+
+def _plant_target_tree() -> None:
+    """The files attacks point links at; the run must leave them byte for byte."""
+    shutil.rmtree(TARGET, ignore_errors=True)
+    TARGET.mkdir(mode=0o755)
+    (TARGET / "victim.txt").write_text("must stay as it is\n")
+    np.save(TARGET / "victim.npy", np.arange(4.0))
+
+
 def _marker_processes() -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):
@@ -134,6 +177,8 @@ class Run:
     output: str
     connections: list[str]
     """Connections the loopback listener accepted while the run went on."""
+    changed: list[str]
+    """Files of the hidden suites and the target tree that the run created, changed or removed."""
 
     def results(self, student: str) -> dict[str, Any]:
         return json.loads((self.out / student / "results.json").read_text())
@@ -177,6 +222,8 @@ def _grade(assignment: str, notebooks: list[Path], out: Path, timeout: float) ->
     _confining_level()
     for stale in _marker_files():
         stale.unlink()
+    _plant_target_tree()
+    before = _snapshot(SUITES, TARGET)
     listeners = list(_listeners())
     if not any(sock.family == socket.AF_INET for sock in listeners):
         pytest.skip(f"cannot listen on 127.0.0.1:{build.LISTENER_PORT} for the network check")
@@ -220,12 +267,17 @@ def _grade(assignment: str, notebooks: list[Path], out: Path, timeout: float) ->
             connections.append(str(address))
             connection.close()
         listener.close()
-    return Run(assignment, out, returncode, output, connections)
+    after = _snapshot(SUITES, TARGET)
+    changed = sorted(path for path in before.keys() | after.keys()
+                     if before.get(path) != after.get(path))
+    shutil.rmtree(TARGET, ignore_errors=True)
+    return Run(assignment, out, returncode, output, connections, changed)
 
 
 # Graded in a run of its own, with a shorter time limit: a checker that blocks on it would
 # otherwise hold up the verdicts of every other notebook.
-ALONE = {"forges_reply_naming_a_fifo": 300}
+# (Replies cross as messages on a pipe and no path in them is ever opened, so none needs it now.)
+ALONE: dict[str, float] = {}
 
 
 def _notebooks(assignment: str) -> list[Path]:
@@ -233,15 +285,40 @@ def _notebooks(assignment: str) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def backprop_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    out = tmp_path_factory.mktemp("hostile-backprop") / "out"
-    return _grade("backprop", _notebooks("backprop"), out, RUN_TIMEOUT)
+def classmates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    folder = tmp_path_factory.mktemp("classmates")
+    found: dict[str, list[Path]] = {}
+    for assignment, source in CLASSMATES.items():
+        (folder / assignment).mkdir()
+        found[assignment] = []
+        for name in CLASSMATE_NAMES:
+            copy = folder / assignment / f"{name}.ipynb"
+            shutil.copyfile(source, copy)
+            found[assignment].append(copy)
+    return found
 
 
 @pytest.fixture(scope="module")
-def mnist_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+def backprop_run(tmp_path_factory: pytest.TempPathFactory, classmates: dict[str, list[Path]]) -> Run:
+    out = tmp_path_factory.mktemp("hostile-backprop") / "out"
+    return _grade("backprop", _notebooks("backprop") + classmates["backprop"], out, RUN_TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def mnist_run(tmp_path_factory: pytest.TempPathFactory, classmates: dict[str, list[Path]]) -> Run:
     out = tmp_path_factory.mktemp("hostile-mnist") / "out"
-    return _grade("mnist", _notebooks("mnist"), out, RUN_TIMEOUT)
+    return _grade("mnist", _notebooks("mnist") + classmates["mnist"], out, RUN_TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def classmates_alone(tmp_path_factory: pytest.TempPathFactory,
+                     classmates: dict[str, list[Path]]) -> dict[str, Run]:
+    """The classmates graded without any attacker: what their results must be."""
+    runs = {}
+    for assignment, notebooks in classmates.items():
+        out = tmp_path_factory.mktemp(f"classmates-{assignment}") / "out"
+        runs[assignment] = _grade(assignment, notebooks, out, RUN_TIMEOUT)
+    return runs
 
 
 @pytest.fixture(scope="module")
@@ -271,11 +348,11 @@ def _names(assignment: str) -> list[str]:
 
 
 def test_there_are_enough_hostile_notebooks_and_they_are_built() -> None:
-    assert len(build.ATTACKS) >= 22
+    assert len(build.ATTACKS) >= 30
     for attack in build.ATTACKS:
         path = HOSTILE / attack.assignment / f"{attack.name}.ipynb"
         assert path.is_file(), f"{path} missing: run .venv/bin/python {HOSTILE / 'build.py'}"
-    on_disk = {p.stem for p in HOSTILE.glob("*/*.ipynb")}
+    on_disk = {p.stem for assignment in CLASSMATES for p in (HOSTILE / assignment).glob("*.ipynb")}
     assert on_disk == set(ATTACKS), "every notebook has its entry in build.ATTACKS"
 
 
@@ -287,7 +364,7 @@ def test_every_submission_is_graded_and_the_run_succeeds(
     assert run.returncode == 0, run.output[-4000:]
     with (run.out / "grades.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert sorted(row["student"] for row in rows) == _names(assignment)
+    assert sorted(row["student"] for row in rows) == sorted(_names(assignment) + list(CLASSMATE_NAMES))
     for name in _names(assignment):
         results = run.results(name)
         assert set(results) >= {"score", "tests"}
@@ -306,7 +383,66 @@ def test_nothing_escaped_the_sandbox(assignment: str, request: pytest.FixtureReq
     assert _marker_files() == [], "a submission wrote outside its sandbox"
     assert _planted_conftests() == [], "a submission planted a conftest.py the host would use"
     assert _marker_processes() == [], "a submission left a process running after the run"
+    assert run.changed == [], "the run changed files outside --out: the hidden suites or the target tree"
 
+
+def _without_timing(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _without_timing(v) for k, v in data.items() if k not in TIMING_FIELDS}
+    if isinstance(data, list):
+        return [_without_timing(v) for v in data]
+    return data
+
+
+@pytest.mark.parametrize("assignment", ["backprop", "mnist"])
+def test_attackers_change_nothing_of_their_classmates(
+    assignment: str, request: pytest.FixtureRequest, classmates_alone: dict[str, Run]
+) -> None:
+    run: Run = request.getfixturevalue(f"{assignment}_run")
+    alone = classmates_alone[assignment]
+    assert alone.returncode == 0, alone.output[-2000:]
+    for name in CLASSMATE_NAMES:
+        assert _without_timing(run.full(name)) == _without_timing(alone.full(name)), name
+
+
+@pytest.mark.parametrize("assignment", ["backprop", "mnist"])
+def test_the_checking_process_stays_within_its_memory(
+    assignment: str, request: pytest.FixtureRequest
+) -> None:
+    run: Run = request.getfixturevalue(f"{assignment}_run")
+    peaks = {}
+    for log in (run.out / ".logs").glob("*.log"):
+        found = re.findall(r"checker: peak memory (\d+) MB", log.read_text(errors="replace"))
+        if found:
+            peaks[log.stem] = int(found[-1])
+    assert len(peaks) >= len(_names(assignment)), sorted(peaks)
+    worst = max(peaks, key=lambda name: peaks[name])
+    assert peaks[worst] < CHECKER_PEAK_MB[assignment], f"{worst}: {peaks[worst]} MB"
+
+
+def test_a_notebook_whose_every_function_loops_costs_one_limit_per_function(
+        backprop_run: Run) -> None:
+    full = backprop_run.full("every_function_loops")
+    assert full["limits_hit"] == ["time"]
+    functions = {t["function"] for t in full["tests"]}
+    # Each function runs into its call limit once; its other tests fail at once.
+    assert full["seconds"] < len(functions) * 10 + 30, full["seconds"]
+    for test in full["tests"]:
+        assert re.search(r"did not finish within \d+ s|not run again|time budget", test["message"]), test
+
+
+def test_the_private_tmp_and_shm_are_capped(backprop_run: Run) -> None:
+    (test, *_) = backprop_run.tests_of("fills_tmp_and_shm", "update")
+    found = re.search(r"/tmp=(\d+)MB\(28\) /dev/shm=(\d+)MB\(28\)", test["output"])
+    assert found, test["output"][:500]
+    assert int(found.group(1)) <= 256 and int(found.group(2)) <= 64
+
+
+def test_a_scratch_disk_filler_stops_at_the_cap(backprop_run: Run) -> None:
+    (test, *_) = backprop_run.tests_of("fills_scratch_disk", "update")
+    found = re.search(r"FILLED (\d+) MB: No space left on device", test["output"])
+    assert found, test["output"][:500]
+    assert int(found.group(1)) <= 256
 
 # ---------------------------------------------------------------------------------------------
 # Each notebook's verdict
@@ -316,7 +452,7 @@ FAILS_WITH = {
     "sys_exit": ("update", r"raised SystemExit: 3"),
     "os_exit": ("update", r"exited with status 0"),
     "sigkill_self": ("update", r"SIGKILL"),
-    "infinite_loop": ("update", r"did not finish within 10 s"),
+    "infinite_loop": ("update", r"did not finish within 10 s|not run again"),
     "memory_bomb": ("update", r"out of memory|MemoryError"),
     "fork_bomb": ("update", r"BlockingIOError|did not finish within 10 s|time budget"),
     "reads_input": ("update", r"EOFError"),
@@ -329,10 +465,20 @@ FAILS_WITH = {
     "ndarray_subclass": ("total_error", r"ndarray subclass"),
     "equals_everything": ("total_error", r"Anything; expected numbers"),
     "pickle_payload": ("total_error", r"Payload; expected numbers"),
-    "returns_huge_array": ("total_error", r"could not be sent|larger than|file size limit"),
+    "returns_huge_array": ("total_error", r"is an array of \d+ MB; the grader accepts arrays up to"),
     "closes_protocol_pipes": ("update", r"notebook's code exited"),
-    "writes_huge_file": ("update", r"File too large|larger than the limit"),
-    "forges_reply_naming_a_fifo": ("update", r"refused|not a regular file|did not finish"),
+    "writes_huge_file": ("update", r"File too large|larger than the limit|No space left on device"),
+    "forges_reply_naming_a_fifo": ("update", r"malformed reply|did not finish|not run again"),
+    "forges_reply_with_many_references": (
+        "update", r"refers to more than 512 MB of array data|did not finish|not run again"),
+    "forges_deeply_nested_reply": ("update", r"malformed reply|did not finish|not run again"),
+    "fills_scratch_disk": ("update", r"FILLED \d+ MB: No space left on device"),
+    "every_function_loops": ("update", r"did not finish within \d+ s|not run again|time budget"),
+    "every_function_sleeps": ("update", r"did not finish within \d+ s|not run again|time budget"),
+    "fills_tmp_and_shm": ("update", r"FILLED /tmp=\d+MB\(28\) /dev/shm=\d+MB\(28\)"),
+    "zip_bomb_config": ("build_mlp", r"the saved model unpacks to 320 MB"),
+    "declares_huge_dense": ("build_mlp", r"declares about [\d,]+ parameters"),
+    "declares_huge_gru": ("build_gru", r"declares about [\d,]+ parameters"),
     "sleep_in_default_argument": ("sigmoid", r"did not finish within|time budget"),
     "lambda_layer_payload": ("build_cnn", r"Lambda layer"),
     "fake_count_params": ("build_cnn", r"LooksLikeACNN; expected"),

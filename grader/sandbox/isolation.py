@@ -6,19 +6,24 @@ container lets it work):
 
 ``bubblewrap``
     ``bwrap`` builds a new root from read-only binds of the system libraries, the Python
-    runtime and the paths the caller names; the scratch directory is the only writable place
-    besides a private empty ``/tmp``. New network, pid, ipc, uts (and cgroup) namespaces, its
-    own ``/proc`` and a minimal ``/dev``. When the grader is root the code runs as uid/gid
-    65534 with no capabilities and ``no_new_privs``; when it is not, as the grader's own uid
-    inside a user namespace with all capabilities dropped.
+    runtime and the paths the caller names; the scratch directory (a size-capped tmpfs) is the
+    only writable place besides a private empty ``/tmp`` and ``/dev/shm`` (capped tmpfs too);
+    the rest of the new root, ``/dev`` included, is remounted read-only. New network, pid, ipc, uts (and
+    cgroup) namespaces, its own ``/proc`` and a minimal ``/dev``. When the grader is root the
+    code runs as uid/gid 65534 with no capabilities and ``no_new_privs``; when it is not, as the
+    grader's own uid inside a user namespace with all capabilities dropped. Where root may not
+    create namespaces (a container under its runtime's default security profile), bubblewrap
+    itself is started as uid 65534 with an unprivileged user namespace (``unprivileged``
+    mode); detection tries the root mode first and records which one is in force.
 ``namespaces``
     Without bubblewrap, the same with util-linux: ``unshare`` gives new network, pid, ipc, uts
     and mount namespaces, and a shell running as root inside them builds the same kind of new
-    root on a tmpfs, switches to it with ``pivot_root`` and detaches the host's, then drops
-    privileges (uid 65534 when root).
+    root on a tmpfs (the scratch directory a size-capped tmpfs too), switches to it with
+    ``pivot_root`` and detaches the host's, then drops privileges (uid 65534 when root).
 ``rlimits``
     resource limits, a new session and (when root) uid 65534; no network or filesystem
-    isolation beyond what file permissions give.
+    isolation beyond what file permissions give. The scratch directory is a host folder: only
+    the per-file size limit holds, not a total.
 
 Every level applies the same resource limits (address space, process count, file size, no core
 files). The process-count limit counts threads too. Where a user namespace can be created for
@@ -70,6 +75,9 @@ class Limits:
     """Process and thread limit (RLIMIT_NPROC). TensorFlow starts dozens of threads per process."""
     file_bytes: int = 256 * 2**20
     """Largest file the sandbox may write (RLIMIT_FSIZE)."""
+    scratch_bytes: int = 2**30
+    """Total size of the scratch directory (a tmpfs at the bubblewrap and namespaces levels;
+    not enforced at the rlimits level, where only ``file_bytes`` holds)."""
     output_bytes: int = 256 * 1024
     """How much of stdout/stderr the caller keeps."""
 
@@ -82,6 +90,10 @@ class Isolation:
     """``"bubblewrap"``, ``"namespaces"`` or ``"rlimits"``."""
     details: tuple[str, ...]
     """What is in force and what was missing, one human-readable line each."""
+    mode: str = ""
+    """How ``bubblewrap`` is run: as root, ``"root"``; by a root grader as uid 65534 in an
+    unprivileged user namespace, ``"unprivileged"``; by a grader that is not root (always in a
+    user namespace), ``"user-namespace"``. Empty for the other levels."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +173,8 @@ def detect_isolation(prefer: str | None = None) -> Isolation:
             continue
         problem = _probe(level)
         if problem is None:
-            return Isolation(level, tuple(_describe(level)) + tuple(missing))
+            mode = _bubblewrap_mode() if level == "bubblewrap" else ""
+            return Isolation(level, tuple(_describe(level, mode)) + tuple(missing), mode)
         if prefer == level:
             raise ConfigurationError(f"isolation level {level!r} is not available on this host: {problem}")
         missing.append(problem)
@@ -182,6 +195,9 @@ def _probe(level: str) -> str | None:
             return "bubblewrap not installed: apt-get install bubblewrap"
         if _tool("prlimit") is None or (_is_root() and _tool("setpriv") is None):
             return "bubblewrap needs prlimit and setpriv: apt-get install util-linux"
+        if _bubblewrap_mode() == "":
+            return _bubblewrap_problem()
+        return None
     elif level == "namespaces":
         for name in ("unshare", "setpriv", "prlimit", "mount", "umount", "pivot_root"):
             if _tool(name) is None:
@@ -189,11 +205,33 @@ def _probe(level: str) -> str | None:
     return _try_level(level)
 
 
-def _try_level(level: str) -> str | None:
+BUBBLEWRAP_MODES = ("root", "unprivileged")
+"""How bubblewrap may be run when the grader is root, tried in this order."""
+
+
+@functools.cache
+def _bubblewrap_mode() -> str:
+    """The first bubblewrap mode that works here (``"user-namespace"`` when the grader is not
+    root: it then always runs bwrap with a user namespace), or ``""`` when none does."""
+    if not _is_root():
+        return "user-namespace" if _try_level("bubblewrap") is None else ""
+    for mode in BUBBLEWRAP_MODES:
+        if _try_level("bubblewrap", mode) is None:
+            return mode
+    return ""
+
+
+def _bubblewrap_problem() -> str:
+    modes = BUBBLEWRAP_MODES if _is_root() else ("",)
+    return "; ".join(problem for mode in modes if (problem := _try_level("bubblewrap", mode)))
+
+
+@functools.cache
+def _try_level(level: str, mode: str = "") -> str | None:
     """Run ``python -c 'pass'`` at ``level``; None when it works, else what went wrong."""
     with tempfile.TemporaryDirectory(prefix="grader-probe-") as tmp:
         scratch = Path(tmp)
-        isolation = Isolation(level, ())
+        isolation = Isolation(level, (), mode)
         try:
             proc = spawn_sandboxed(
                 [sys.executable, "-I", "-S", "-c", "pass"],
@@ -212,7 +250,8 @@ def _try_level(level: str) -> str | None:
             return f"{level} did not start within 60 s"
         if proc.returncode != 0:
             reason = err.decode(errors="replace").strip().splitlines()
-            return f"{level} does not work here: {reason[-1] if reason else proc.returncode}"
+            label = f"{level} ({mode} mode)" if mode else level
+            return f"{label} does not work here: {reason[-1] if reason else proc.returncode}"
     return None
 
 
@@ -254,7 +293,7 @@ def _nobody_runs_python() -> bool:
     return done.returncode == 0
 
 
-def _describe(level: str) -> list[str]:
+def _describe(level: str, mode: str = "") -> list[str]:
     root = _is_root()
     per_sandbox = _own_user_namespace()
     nproc = (
@@ -265,12 +304,19 @@ def _describe(level: str) -> list[str]:
     if level in ("bubblewrap", "namespaces"):
         tool = ("bubblewrap " + _bwrap_version() if level == "bubblewrap"
                 else "unshare and pivot_root (util-linux)")
+        how = []
+        if level == "bubblewrap" and root:
+            how = (["bubblewrap run as root"] if mode == "root" else
+                   [f"bubblewrap run as uid {NOBODY} in an unprivileged user namespace (root may "
+                    "not create namespaces here: " + (_try_level("bubblewrap", "root") or "")
+                    + ")"])
         return [
             tool,
+            *how,
             "no network (network namespace)",
             "own /proc (pid namespace), ipc and uts namespaces",
             "read-only view of system libraries, the Python runtime and named paths only",
-            "writable: the scratch directory and a private /tmp",
+            "writable: the scratch directory (a size-capped tmpfs) and a private /tmp",
             f"runs as uid {NOBODY}, no capabilities, no_new_privs"
             if root
             else f"runs as uid {os.getuid()} in a user namespace, no capabilities",
@@ -282,6 +328,7 @@ def _describe(level: str) -> list[str]:
         "new session; child processes that leave it may outlive a kill",
         "no network isolation",
         "no filesystem isolation (file permissions only)",
+        "scratch: a host folder; only the per-file size limit holds, not a total",
     ]
     if root and _nobody_runs_python():
         details.append(f"runs as uid {NOBODY}")
@@ -336,7 +383,8 @@ def spawn_sandboxed(
     if _is_root() and (isolation.level != "rlimits" or _nobody_runs_python()):
         _give_to_nobody(scratch)
     if isolation.level == "bubblewrap":
-        return _spawn_bubblewrap(argv, scratch, readable_paths, hidden_paths, env, limits)
+        return _spawn_bubblewrap(argv, scratch, readable_paths, hidden_paths, env, limits,
+                                 unprivileged=_is_root() and isolation.mode == "unprivileged")
     if isolation.level == "namespaces":
         return _spawn_namespaces(argv, scratch, readable_paths, hidden_paths, env, limits)
     if isolation.level == "rlimits":
@@ -345,11 +393,29 @@ def spawn_sandboxed(
 
 
 def _give_to_nobody(scratch: Path) -> None:
-    """Make the scratch directory (and what the caller put in it) belong to uid 65534."""
-    os.chown(scratch, NOBODY, NOBODY, follow_symlinks=False)
-    for root, dirs, files in os.walk(scratch):
-        for name in dirs + files:
-            os.chown(os.path.join(root, name), NOBODY, NOBODY, follow_symlinks=False)
+    """Make the scratch directory belong to uid 65534. Called before the sandbox starts, on a
+    folder its caller has just created: only the folder itself changes owner (never a link,
+    never anything inside it), and nothing in it is touched once sandboxed code runs."""
+    fd = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.fchown(fd, NOBODY, NOBODY)
+    finally:
+        os.close(fd)
+
+
+def limit_details(isolation: Isolation, limits: Limits) -> list[str]:
+    """The limits in force for one submission, one line each, for its result."""
+    mib = 2**20
+    scratch = (f"scratch: {limits.scratch_bytes // mib} MiB in total (tmpfs), files up to "
+               f"{limits.file_bytes // mib} MiB" if isolation.level != "rlimits" else
+               f"scratch: files up to {limits.file_bytes // mib} MiB each; no total cap at "
+               "this level")
+    return [
+        f"time: {limits.call_seconds:g} s per call, {limits.submission_seconds:g} s per "
+        "submission",
+        f"memory: {limits.memory_bytes // mib} MiB of address space per process",
+        scratch,
+    ]
 
 
 def _prlimit_argv(limits: Limits) -> list[str]:
@@ -364,11 +430,12 @@ def _prlimit_argv(limits: Limits) -> list[str]:
     ]
 
 
-def _drop_argv() -> list[str]:
-    """Inner command prefix that gives up root for good (or, not root, every capability)."""
+def _drop_argv(*, as_root: bool = True) -> list[str]:
+    """Inner command prefix that gives up root for good (or, not root, every capability);
+    ``as_root=False`` where the sandbox was started unprivileged already."""
     setpriv = _tool("setpriv") or "setpriv"
     caps = ["--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs"]
-    if _is_root():
+    if _is_root() and as_root:
         ids = ["--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
         return [setpriv, *ids, *caps, "--"]
     return [setpriv, *caps, "--"]
@@ -394,6 +461,8 @@ def _spawn_bubblewrap(
     hidden: list[Path],
     env: Mapping[str, str],
     limits: Limits,
+    *,
+    unprivileged: bool = False,
 ) -> subprocess.Popen[bytes]:
     bwrap = _tool("bwrap") or "bwrap"
     args = [
@@ -407,7 +476,7 @@ def _spawn_bubblewrap(
         "--die-with-parent",
         "--new-session",
     ]
-    if not _is_root():
+    if not _is_root() or unprivileged:
         args += ["--unshare-user", "--cap-drop", "ALL"]
 
     binds: list[tuple[str, Path]] = []  # (bwrap option, path), bound at the same path inside
@@ -421,9 +490,12 @@ def _spawn_bubblewrap(
         if os.path.exists(extra):
             binds.append(("--ro-bind", Path(extra)))
     binds += [("--ro-bind", path) for path in readable]
-    binds.append(("--bind", scratch))
+    # The scratch directory: a tmpfs of its own, capped in total. Nothing of the host is
+    # writable, and the checking process never opens anything in it.
+    binds.append(("--tmpfs", scratch))
 
     args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--perms", "1777", "--size", str(64 * 2**20), "--tmpfs", "/dev/shm"]
     args += ["--perms", "1777", "--size", str(256 * 2**20), "--tmpfs", "/tmp"]
     # Directories bwrap would create for mount points come out 0700 when it runs as root,
     # which uid 65534 could not enter: create every ancestor first, world-readable. This
@@ -437,7 +509,9 @@ def _spawn_bubblewrap(
     for target, link in symlinks:
         args += ["--symlink", target, link]
     for option, path in sorted(binds, key=lambda b: len(b[1].parts)):
-        if path != Path("/") and not any(_is_under(path, h) for h in hidden):
+        if option == "--tmpfs":
+            args += ["--perms", "0777", "--size", str(limits.scratch_bytes), "--tmpfs", str(path)]
+        elif path != Path("/") and not any(_is_under(path, h) for h in hidden):
             args += [option, str(path), str(path)]
     data_fds: list[int] = []
     for content, target in ((_PASSWD, "/etc/passwd"), (_GROUP, "/etc/group")):
@@ -450,17 +524,27 @@ def _spawn_bubblewrap(
                 args += ["--perms", "0000", "--tmpfs", str(path)]
             else:
                 args += ["--ro-bind", "/dev/null", str(path)]
+    # In a user namespace the sandbox owns the new root, /dev and the folders made for mount
+    # points: make them read-only, so that the capped tmpfs mounts stay the only writable places.
+    args += ["--remount-ro", "/dev", "--remount-ro", "/"]
     args += ["--chdir", str(scratch), "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
-    command = [*_drop_argv(), *_userns_argv(), *_prlimit_argv(limits), *argv]
+    command = [*_drop_argv(as_root=not unprivileged), *_userns_argv(), *_prlimit_argv(limits),
+               *argv]
+    outer = [bwrap]
+    if unprivileged:
+        # bwrap itself gives up root first, so the namespaces are an unprivileged user's.
+        outer = [_tool("setpriv") or "setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY),
+                 "--clear-groups", "--inh-caps=-all", "--ambient-caps=-all",
+                 "--bounding-set=-all", "--", bwrap]
 
     # Options travel through a file descriptor so that /proc/1/cmdline inside the sandbox
     # shows the command but not the layout of the host.
     args_fd = _memfd(b"".join(a.encode() + b"\0" for a in args))
     try:
         return subprocess.Popen(
-            [bwrap, "--args", str(args_fd), "--", *command],
+            [*outer, "--args", str(args_fd), "--", *command],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -498,7 +582,7 @@ def _spawn_namespaces(
     # The script names the hidden paths: it travels in the environment of the namespace's
     # init (pid 1, the shell), which the sandboxed code may not read, and not in its
     # command line, which it may.
-    script = _namespace_script(scratch, readable, hidden)
+    script = _namespace_script(scratch, readable, hidden, limits.scratch_bytes)
     inner = [*_drop_argv(), *_userns_argv(), *_prlimit_argv(limits), *argv]
     return subprocess.Popen(
         [unshare, *ns, "--", "/bin/sh", "-euc", f'eval "${_SCRIPT_VARIABLE}"', "sandbox", *inner],
@@ -527,7 +611,8 @@ def _new_root_mountpoint() -> Path:
     raise ConfigurationError("namespaces isolation needs one of /dev/shm, /run or /mnt")
 
 
-def _namespace_script(scratch: Path, readable: list[Path], hidden: list[Path]) -> str:
+def _namespace_script(scratch: Path, readable: list[Path], hidden: list[Path],
+                      scratch_bytes: int = Limits.scratch_bytes) -> str:
     """Shell run as root inside the new mount namespace, as its pid 1; ends by running
     ``"$@"`` and exiting with its status. It stays as pid 1 (rather than exec'ing) because the
     privilege drop would clear the parent-death signal that ``unshare --kill-child`` set.
@@ -535,7 +620,8 @@ def _namespace_script(scratch: Path, readable: list[Path], hidden: list[Path]) -
     Like bubblewrap, it builds a new root on an empty tmpfs: read-only binds of the system
     libraries, of the readable paths and a few /etc files, the scratch directory read-write,
     a fresh /proc for the new pid namespace, the basic devices, private /tmp and /dev/shm;
-    hidden paths under a bound path are covered (directories by an empty tmpfs nobody may
+    the scratch directory is a tmpfs of ``scratch_bytes``; hidden paths under a bound path are
+    covered (directories by an empty tmpfs nobody may
     enter, files by an empty file nobody may open). Then ``pivot_root`` into it and detach
     the old root, so nothing else of the host is reachable.
     """
@@ -566,6 +652,11 @@ def _namespace_script(scratch: Path, readable: list[Path], hidden: list[Path]) -
     binds += [(path, False) for path in readable]
     binds.append((scratch, True))
     for path, writable in sorted(binds, key=lambda b: len(b[0].parts)):
+        if writable:
+            lines.append(f"{mkdir} -p {inside(path)}")
+            lines.append(f"{mount} -t tmpfs -o mode=0777,size={int(scratch_bytes)},nosuid,nodev "
+                         f"sandbox-scratch {inside(path)}")
+            continue
         if path == Path("/") or any(_is_under(path, h) for h in hidden):
             continue
         target = inside(path)

@@ -1,14 +1,18 @@
 """The sandboxed worker: runs a submission's answer code and answers calls.
 
-Protocol: one JSON object per line. The worker keeps private copies of its original stdin and
-stdout for the protocol; the student's code sees stdin as /dev/null and its prints go to
-stderr, which the grader drains and caps. Requests:
+Protocol: messages of :mod:`grader.codec` (a JSON line, then the raw bytes of the arrays it
+refers to). The worker keeps private copies of its original stdin and stdout for the protocol;
+the student's code sees stdin as /dev/null and its prints go to stderr, which the grader drains
+and caps. Before it reads any request, and so before any student code runs, the worker sends
+``{"ready": true}``: a worker that dies before that line is the grader's failure, not the
+student's. Requests:
 
     {"op": "load", "cells": [{"index": 3, "source": "..."}], "forbidden": ["tensorflow"],
-     "keras": true}
+     "forbidden_message": "...", "keras": true}
     {"op": "call", "id": 1, "function": "forward", "args": <encoded>, "return_args": false}
 
-Replies: ``{"ok": true, ...}`` or ``{"ok": false, "kind": "...", "message": "..."}``.
+Replies: ``{"ok": true, ...}`` or ``{"ok": false, "kind": "...", "message": "..."}``; kind
+``grader`` means the worker's own set-up failed (not the student's code).
 Run as ``python -I -m grader.sandbox.worker SCRATCH``.
 """
 
@@ -17,7 +21,6 @@ from __future__ import annotations
 import ast
 import builtins
 import importlib.abc
-import json
 import linecache
 import os
 import random
@@ -30,8 +33,9 @@ from typing import Any, BinaryIO
 class _BlockImports(importlib.abc.MetaPathFinder):
     """Makes the assignment's forbidden imports fail, and remembers the attempts."""
 
-    def __init__(self, forbidden: list[str]) -> None:
+    def __init__(self, forbidden: list[str], message: str = "") -> None:
         self.forbidden = set(forbidden)
+        self.message = message
         self.attempted: list[str] = []
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
@@ -39,11 +43,16 @@ class _BlockImports(importlib.abc.MetaPathFinder):
         if top in self.forbidden:
             if top not in self.attempted:
                 self.attempted.append(top)
-            raise ImportError(
-                f"import of {top!r} is not allowed in this exercise: it must be solved with "
-                "NumPy only, no autodiff library"
-            )
+            raise ImportError(forbidden_import_message(top, self.message))
         return None
+
+
+def forbidden_import_message(module: str, template: str = "") -> str:
+    """The text shown when an import is blocked: the assignment's ``forbidden_message`` (where
+    ``{module}`` stands for the module's name), or a generic sentence."""
+    if template:
+        return template.replace("{module}", module)
+    return f"import of {module!r} is not allowed in this assignment"
 
 
 def warn_on_overflow() -> Any:
@@ -79,15 +88,23 @@ class Worker:
         self.blocker: _BlockImports | None = None
         self.keras_model_type: type | None = None
 
-    def reply(self, payload: dict[str, Any]) -> None:
-        from grader.codec import dumps
+    def reply(self, payload: dict[str, Any], blobs: list[bytes] | None = None) -> None:
+        from grader.codec import write_message
 
-        self.replies.write(dumps(payload).encode() + b"\n")
-        self.replies.flush()
+        write_message(self.replies, payload, blobs or [])
 
     def load(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            self._prepare(request)
+        except BaseException:  # noqa: BLE001 - the worker's own set-up: the grader's failure
+            return {"ok": False, "kind": "grader", "message": traceback.format_exc()[-4000:]}
+        return self._run_cells(request)
+
+    def _prepare(self, request: dict[str, Any]) -> None:
+        """Seeds, the import blocker and Keras: before any student code."""
         random.seed(0)
-        self.blocker = _BlockImports(request.get("forbidden", []))
+        self.blocker = _BlockImports(list(request.get("forbidden", [])),
+                                     str(request.get("forbidden_message") or ""))
         sys.meta_path.insert(0, self.blocker)
         import numpy as np
 
@@ -97,6 +114,9 @@ class Worker:
 
             keras.utils.set_random_seed(0)
             self.keras_model_type = keras.Model
+
+    def _run_cells(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.blocker is not None
         messages: list[str] = []
         for cell in request["cells"]:
             filename = f"<cell {cell['index']}>"
@@ -125,15 +145,15 @@ class Worker:
             "forbidden": list(self.blocker.attempted),
         }
 
-    def call(self, request: dict[str, Any]) -> dict[str, Any]:
+    def call(self, request: dict[str, Any], blobs: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
         from grader.codec import decode, encode
         from grader.errors import RefusedValue
 
         name = request["function"]
         function = self.namespace.get(name)
         if not callable(function):
-            return {"ok": False, "kind": "missing", "message": name}
-        args, kwargs = decode(request["args"], self.scratch, "an argument", load_model=None)
+            return {"ok": False, "kind": "missing", "message": name}, []
+        args, kwargs = decode(request["args"], blobs, "an argument")
         if self.keras_model_type is not None:
             import keras
 
@@ -146,25 +166,26 @@ class Worker:
                 value = function(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - SystemExit included: the student's fault
             kind = "memory" if isinstance(exc, MemoryError) else "exception"
-            return {"ok": False, "kind": kind, "message": _student_traceback(exc)}
+            return {"ok": False, "kind": kind, "message": _student_traceback(exc)}, []
         seen = [f"{w.category.__name__}: {w.message}"[:300] for w in caught[:10]]
-        prefix = f"r{request['id']}"
+        out: list[bytes] = []
         try:
-            encoded = encode(value, self.scratch, f"the value {name}() returned", prefix=prefix,
-                             keras_model_type=self.keras_model_type)
+            encoded = encode(value, f"the value {name}() returned", blobs=out,
+                             keras_model_type=self.keras_model_type, scratch=self.scratch)
             reply: dict[str, Any] = {"ok": True, "value": encoded, "warnings": seen}
             if request.get("return_args"):
-                reply["args"] = encode(list(args), self.scratch, "an argument after the call",
-                                       prefix=prefix + "a")
+                reply["args"] = encode(list(args), "an argument after the call", blobs=out)
         except RefusedValue as exc:
-            return {"ok": False, "kind": "refused", "message": str(exc)}
+            return {"ok": False, "kind": "refused", "message": str(exc)}, []
         except BaseException as exc:  # noqa: BLE001 - e.g. a model whose save() misbehaves
             return {"ok": False, "kind": "refused",
-                    "message": f"the value {name}() returned could not be sent: {exc}"}
-        return reply
+                    "message": f"the value {name}() returned could not be sent: {exc}"}, []
+        return reply, out
 
 
 def main() -> None:
+    from grader.codec import read_message
+
     scratch = Path(sys.argv[1])
     requests = os.fdopen(os.dup(0), "rb")
     replies = os.fdopen(os.dup(1), "wb")
@@ -175,12 +196,13 @@ def main() -> None:
     sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115
     os.chdir(scratch)
     worker = Worker(scratch, replies)
-    for line in requests:
-        request = json.loads(line)
+    worker.reply({"ready": True})
+    while (message := read_message(requests, "a request")) is not None:
+        request, blobs = message
         if request["op"] == "load":
             worker.reply(worker.load(request))
         elif request["op"] == "call":
-            worker.reply(worker.call(request))
+            worker.reply(*worker.call(request, blobs))
         elif request["op"] == "exit":
             break
 

@@ -32,6 +32,9 @@ MARKER = "HOSTILE-MARKER"
 HOST_SECRET = "/tmp/hostile-host-secret.npy"
 """A root-only .npy file the test leaves on the host (value 4242.4242); the symlink attack
 points the checker at it."""
+TARGET_TREE = "/tmp/hostile-target-tree"
+"""A folder of files the test leaves on the host and checks, byte for byte, after the run:
+attacks point links at it, hoping the checking process writes through them."""
 
 
 @dataclass(frozen=True)
@@ -222,9 +225,9 @@ def update(params, grads, lr):
 def update(params, grads, lr):
     import socket
     connected = []
+    # Loopback only: a test never sends traffic off the machine, whatever the isolation level.
     targets = [("127.0.0.1", {LISTENER_PORT}), ("localhost", {LISTENER_PORT}),
-               ("::1", {LISTENER_PORT}), ("10.0.2.2", 80), ("172.17.0.1", 80),
-               ("169.254.169.254", 80), ("8.8.8.8", 53)]
+               ("::1", {LISTENER_PORT}), ("127.0.0.2", {LISTENER_PORT})]
     for host, port in targets:
         try:
             with socket.create_connection((host, port), timeout=1):
@@ -657,6 +660,192 @@ def update(params, grads, lr):
 """
         },
     ),
+    # -- backprop: attacks on the trust boundary itself ---------------------------------------
+    Attack(
+        "backprop",
+        "plants_links_in_scratch",
+        (),
+        {
+            "update": f"""
+import os
+
+
+class _PlantAtLoad:
+    # At load time, links and FIFOs under every name an argument or reply file could have, and
+    # links at the host's files: a checking process that opened paths in the scratch folder
+    # would write through them as root, or block on a FIFO.
+    targets = ["{TARGET_TREE}/victim.txt", "{TARGET_TREE}/victim.npy",
+               "/work/main/autograde_tests/backprop/test_backprop.py", "/etc/passwd"]
+    for i in range(1, 40):
+        for j, name in enumerate((f"a{{i}}-1.npy", f"a{{i}}-2.npy", f"a{{i}}-3.npy",
+                                  f"r{{i}}-1.npy", f"r{{i}}a-1.npy")):
+            try:
+                os.symlink(targets[(i + j) % len(targets)], name)
+            except OSError:
+                pass
+        try:
+            os.mkfifo(f"a{{i}}-4.npy")
+        except OSError:
+            pass
+
+
+def update(params, grads, lr):
+    return {{key: float(params[key] - lr * grads[key]) for key in params}}
+"""
+        },
+    ),
+    Attack(
+        "backprop",
+        "forges_reply_with_many_references",
+        UPDATE,
+        {
+            "update": """
+def update(params, grads, lr):
+    import io, json, os, stat, time
+    import numpy as np
+    # One 100 MB array sent once, referenced eight times: decoding it would build 800 MB.
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(100 * 2**20 // 8))
+    blob = buffer.getvalue()
+    header = {"ok": True, "value": [{"__ndarray__": 0}] * 8, "warnings": [],
+              "blobs": [len(blob)]}
+    forged = json.dumps(header).encode() + b"\\n" + blob
+    for fd in range(3, 64):
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                os.write(fd, forged)
+        except OSError:
+            pass
+    time.sleep(10**9)
+"""
+        },
+    ),
+    Attack(
+        "backprop",
+        "forges_deeply_nested_reply",
+        UPDATE,
+        {
+            "update": """
+def update(params, grads, lr):
+    import os, stat, time
+    forged = b'{"ok":true,"value":' + b"[" * 100_000 + b"]" * 100_000 + b',"blobs":[]}\\n'
+    for fd in range(3, 64):
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                os.write(fd, forged)
+        except OSError:
+            pass
+    time.sleep(10**9)
+"""
+        },
+    ),
+    Attack(
+        "backprop",
+        "fills_scratch_disk",
+        UPDATE,
+        {
+            "update": """
+def update(params, grads, lr):
+    import os
+    written, chunk = 0, b"x" * 2**20
+    try:
+        for index in range(100_000):
+            with open(f"filler-{index}.bin", "wb") as handle:
+                for _ in range(64):
+                    handle.write(chunk)
+                    written += len(chunk)
+    except OSError as exc:
+        raise RuntimeError(f"FILLED {written // 2**20} MB: {exc.strerror}") from None
+    raise RuntimeError(f"FILLED {written // 2**20} MB with no limit")
+"""
+        },
+    ),
+    Attack(
+        "backprop",
+        "plants_links_while_answering",
+        (),
+        {
+            "sigmoid": f"""
+import os
+
+import numpy as np
+
+
+def sigmoid(z):
+    # During each call, links and FIFOs under the names the next values could be read from,
+    # then the right answer: the checking process must neither follow nor block on them.
+    for i in range(1, 60):
+        for name in (f"r{{i}}-1.npy", f"r{{i}}-2.npy", f"a{{i}}-1.npy"):
+            if not os.path.lexists(name):
+                try:
+                    os.symlink("{TARGET_TREE}/victim.npy", name)
+                except OSError:
+                    pass
+        if not os.path.lexists(f"r{{i}}-3.npy"):
+            try:
+                os.mkfifo(f"r{{i}}-3.npy")
+            except OSError:
+                pass
+    value = 1 / (1 + np.exp(-np.clip(np.asarray(z, dtype=float), -500, 500)))
+    return float(value) if np.ndim(z) == 0 else value
+"""
+        },
+    ),
+    Attack(
+        "backprop",
+        "fills_tmp_and_shm",
+        UPDATE,
+        {
+            "update": """
+def update(params, grads, lr):
+    import os
+    filled = []
+    for place in ("/tmp", "/dev/shm", "/var/tmp", os.path.expanduser("~")):
+        written, chunk = 0, b"x" * 2**20
+        try:
+            for index in range(100_000):
+                with open(os.path.join(place, f"filler-{index}.bin"), "wb") as handle:
+                    for _ in range(64):
+                        handle.write(chunk)
+                        written += len(chunk)
+        except OSError as exc:
+            filled.append(f"{place}={written // 2**20}MB({exc.errno})")
+    raise RuntimeError("FILLED " + " ".join(filled))
+"""
+        },
+    ),
+    Attack(
+        "backprop",
+        "every_function_sleeps",
+        EVERYTHING,
+        {
+            name: f"""
+def {name}({args}):
+    import time
+    time.sleep(10**9)  # a blocking call, not a busy loop
+"""
+            for name, args in (("sigmoid", "z"), ("forward", "params, x"),
+                               ("total_error", "out_o, target"), ("backward", "params, x, target"),
+                               ("update", "params, grads, lr"),
+                               ("train_step", "params, x, target, lr=0.5"))
+        },
+    ),
+    Attack(
+        "backprop",
+        "every_function_loops",
+        EVERYTHING,
+        {
+            name: f"""
+def {name}({args}):
+    while True:
+        pass
+"""
+            for name, args in (("sigmoid", "z"), ("forward", "params, x"),
+                               ("total_error", "out_o, target"), ("backward", "params, x, target"),
+                               ("update", "params, grads, lr"),
+                               ("train_step", "params, x, target, lr=0.5"))
+        },
+    ),
     # -- mnist: attacks on what crosses the boundary as a model --------------------------------
     Attack(
         "mnist",
@@ -764,6 +953,60 @@ def preprocess(images, labels, kind="mlp"):
     except Exception as exc:
         pass
     raise RuntimeError(f"MNIST FOUND: {found}")
+"""
+        },
+    ),
+    Attack(
+        "mnist",
+        "zip_bomb_config",
+        ("build_mlp",),
+        {
+            "build_mlp": """
+import zipfile
+
+
+class ZipBomb(keras.Sequential):
+    def save(self, path, *args, **kwargs):
+        # config.json: 320 MiB of spaces, about 300 KB packed.
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            with archive.open("config.json", "w", force_zip64=True) as handle:
+                chunk = b" " * 2**20
+                for _ in range(320):
+                    handle.write(chunk)
+
+
+def build_mlp():
+    model = ZipBomb([keras.Input(shape=(784,)), layers.Dense(num_classes, activation="softmax")])
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+"""
+        },
+    ),
+    Attack(
+        "mnist",
+        "declares_huge_dense",
+        ("build_mlp",),
+        {
+            "build_mlp": """
+def build_mlp():
+    # Never built here (no Input): the saved file is tiny, but training it would need gigabytes.
+    model = keras.Sequential([layers.Dense(1_000_000, activation="relu"),
+                              layers.Dense(num_classes, activation="softmax")])
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+"""
+        },
+    ),
+    Attack(
+        "mnist",
+        "declares_huge_gru",
+        ("build_gru",),
+        {
+            "build_gru": """
+def build_gru():
+    model = keras.Sequential([layers.GRU(11000), layers.Dense(num_classes, activation="softmax")])
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
 """
         },
     ),
