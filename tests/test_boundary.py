@@ -260,7 +260,8 @@ def test_bubblewrap_falls_back_to_an_unprivileged_user_namespace(root_mode_fails
     assert detect_isolation().level == "bubblewrap", "still the strongest level"
 
 
-def test_unprivileged_bubblewrap_confines_like_the_root_mode(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["unprivileged", "unprivileged-shared-proc"])
+def test_unprivileged_bubblewrap_confines_like_the_root_mode(tmp_path: Path, mode: str) -> None:
     if not IS_ROOT or isolation_module._tool("bwrap") is None or not _unprivileged_works():
         pytest.skip("needs root, bubblewrap, and user namespaces for uid 65534")
     scratch = tmp_path / "scratch"
@@ -275,7 +276,7 @@ def test_unprivileged_bubblewrap_confines_like_the_root_mode(tmp_path: Path) -> 
                           "head -c 100000000 /dev/zero > /dev/shm/f 2>/dev/null || "
                           "echo shm-capped"],
         scratch=scratch, readable=[], env={"PATH": "/usr/bin:/bin"}, limits=Limits(),
-        isolation=Isolation("bubblewrap", (), "unprivileged"))
+        isolation=Isolation("bubblewrap", (), mode))
     try:
         out, err = proc.communicate(timeout=60)
     finally:

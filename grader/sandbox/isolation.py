@@ -205,8 +205,12 @@ def _probe(level: str) -> str | None:
     return _try_level(level)
 
 
-BUBBLEWRAP_MODES = ("root", "unprivileged")
-"""How bubblewrap may be run when the grader is root, tried in this order."""
+BUBBLEWRAP_MODES = ("root", "unprivileged", "unprivileged-shared-proc")
+"""How bubblewrap may be run when the grader is root, tried in this order. The last is for
+containers: their runtime masks parts of /proc, and the kernel then refuses a fresh /proc in a
+user namespace, so the container's own /proc is bound read-only instead (the sandbox lists the
+container's processes but, in its own pid namespace and as uid 65534, cannot signal or trace
+them)."""
 
 
 @functools.cache
@@ -310,10 +314,16 @@ def _describe(level: str, mode: str = "") -> list[str]:
                    [f"bubblewrap run as uid {NOBODY} in an unprivileged user namespace (root may "
                     "not create namespaces here: " + (_try_level("bubblewrap", "root") or "")
                     + ")"])
+            if mode == "unprivileged-shared-proc":
+                how.append("/proc: the container's, read-only (its runtime masks /proc, so no "
+                           "fresh one can be mounted): the sandbox lists the container's "
+                           "processes but cannot signal or trace them")
         return [
             tool,
             *how,
             "no network (network namespace)",
+            "own pid namespace (container's /proc, read-only), ipc and uts namespaces"
+            if mode == "unprivileged-shared-proc" else
             "own /proc (pid namespace), ipc and uts namespaces",
             "read-only view of system libraries, the Python runtime and named paths only",
             "writable: the scratch directory (a size-capped tmpfs) and a private /tmp",
@@ -384,7 +394,8 @@ def spawn_sandboxed(
         _give_to_nobody(scratch)
     if isolation.level == "bubblewrap":
         return _spawn_bubblewrap(argv, scratch, readable_paths, hidden_paths, env, limits,
-                                 unprivileged=_is_root() and isolation.mode == "unprivileged")
+                                 unprivileged=_is_root() and isolation.mode.startswith("unprivileged"),
+                                 shared_proc=isolation.mode == "unprivileged-shared-proc")
     if isolation.level == "namespaces":
         return _spawn_namespaces(argv, scratch, readable_paths, hidden_paths, env, limits)
     if isolation.level == "rlimits":
@@ -463,6 +474,7 @@ def _spawn_bubblewrap(
     limits: Limits,
     *,
     unprivileged: bool = False,
+    shared_proc: bool = False,
 ) -> subprocess.Popen[bytes]:
     bwrap = _tool("bwrap") or "bwrap"
     args = [
@@ -494,7 +506,8 @@ def _spawn_bubblewrap(
     # writable, and the checking process never opens anything in it.
     binds.append(("--tmpfs", scratch))
 
-    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--ro-bind", "/proc", "/proc"] if shared_proc else ["--proc", "/proc"]
+    args += ["--dev", "/dev"]
     args += ["--perms", "1777", "--size", str(64 * 2**20), "--tmpfs", "/dev/shm"]
     args += ["--perms", "1777", "--size", str(256 * 2**20), "--tmpfs", "/tmp"]
     # Directories bwrap would create for mount points come out 0700 when it runs as root,
