@@ -26,7 +26,7 @@ notebooks = sorted(Path("tests/files/samples/backprop").glob("*.ipynb"))[:n]
 
 def job(notebook: Path, folder: str) -> Job:
     return Job(notebook=notebook.resolve(), student=notebook.stem, assignment="backprop",
-               profile="quick", out_dir=out / folder, mnist=None, isolation=None)
+               profile="quick", out_dir=out / folder, data={}, isolation=None)
 
 
 def local_once(notebook: Path) -> tuple[float, float]:

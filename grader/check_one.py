@@ -24,6 +24,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from grader import __version__
 from grader.collect import run_suite
@@ -46,8 +47,24 @@ class Job:
     assignment: str
     profile: str
     out_dir: Path
-    mnist: Path | None
+    data: dict[str, Path]
+    """The assignment's data files found for this run, by the key its toml declares them under."""
     isolation: str | None
+
+    def spec(self) -> dict[str, Any]:
+        """The job as JSON, for the checking process and for Ray tasks."""
+        return {"notebook": str(self.notebook), "student": self.student,
+                "assignment": self.assignment, "profile": self.profile,
+                "out_dir": str(self.out_dir), "data": {k: str(v) for k, v in self.data.items()},
+                "isolation": self.isolation}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> Job:
+        return cls(notebook=Path(spec["notebook"]), student=spec["student"],
+                   assignment=spec["assignment"], profile=spec["profile"],
+                   out_dir=Path(spec["out_dir"]),
+                   data={str(k): Path(v) for k, v in (spec.get("data") or {}).items()},
+                   isolation=spec["isolation"])
 
 
 def limits_from_env() -> Limits:
@@ -69,12 +86,10 @@ def limits_from_env() -> Limits:
 def hidden_paths(job: Job) -> tuple[Path, ...]:
     """What the sandbox must never see: hidden suites, grading data, other submissions."""
     from grader.course import hidden_suites_dir
-    from grader.data import find_mnist
 
+    assignment = load_assignment(job.assignment)
     paths = [hidden_suites_dir(), job.notebook.parent.resolve(), job.out_dir.resolve()]
-    found = find_mnist(job.mnist)
-    if found is not None:
-        paths.append(found.resolve().parent)
+    paths += assignment.data_paths(job.data)
     # A forbidden library is hidden as well as blocked: code that removes the import blocker
     # still finds nothing to import.
     paths += forbidden_package_dirs(load_assignment(job.assignment).forbidden_imports)
@@ -226,7 +241,7 @@ def grade(job: Job) -> SubmissionResult:
         # Armed once this process's own imports are done: an exception raised into an import
         # would leave a half-imported module behind.
         watchdog.start()
-        tests, errors = run_suite(assignment, submission, profile, mnist_path=job.mnist)
+        tests, errors = run_suite(assignment, submission, profile, data=job.data)
     except CheckerLimit as exc:  # this process's own limit, hit outside any test
         tests, errors = _all_failed(job, str(exc), exc.kind), []
     finally:
@@ -292,10 +307,7 @@ def _log_usage(started: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     spec = json.loads(Path(args[0]).read_text())
-    job = Job(notebook=Path(spec["notebook"]), student=spec["student"],
-              assignment=spec["assignment"], profile=spec["profile"],
-              out_dir=Path(spec["out_dir"]), mnist=Path(spec["mnist"]) if spec["mnist"] else None,
-              isolation=spec["isolation"])
+    job = Job.from_spec(spec)
     started = time.perf_counter()
     try:
         result = grade(job)

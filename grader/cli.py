@@ -212,7 +212,7 @@ def _run(args: argparse.Namespace) -> int:
             profile=args.profile,
             jobs=args.jobs,
             force=args.force,
-            mnist=next(iter(data.values()), None),
+            data=data,
             isolation=None if args.isolation == "auto" else args.isolation,
             backend=args.backend,
             address=args.address,

@@ -2,7 +2,7 @@
 
     GraderError                      the grader itself could not run (exit code 2)
     ├── ConfigurationError           bad command line, unknown assignment or profile
-    ├── DataUnavailable              MNIST could not be found or downloaded
+    ├── DataUnavailable              an assignment's data file could not be found
     └── WorkerUnavailable            the sandboxed worker died before running any student code
     SubmissionError                  a fault of one submission; it becomes that student's result
     ├── NotebookUnreadable           not JSON, not a notebook, no cells, too large
@@ -30,7 +30,7 @@ class ConfigurationError(GraderError):
 
 
 class DataUnavailable(GraderError):
-    """MNIST was not found in any of the places the grader looks."""
+    """An assignment's declared data file was not found in any of the places it may be."""
 
 
 GRADER_FAILED = "the grader failed on this submission — tell your instructor"

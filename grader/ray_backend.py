@@ -220,7 +220,7 @@ def grade_task(spec: dict[str, Any], notebook: bytes | None,
     the driver) also ends its checking process and removes that process' sandbox roots.
     """
     from grader._cleanup import remove, sweep_stale
-    from grader.data import find_mnist
+    from grader.course import load_assignment
     from grader.runner import grade_in_subprocess
 
     started = time.perf_counter()
@@ -237,12 +237,15 @@ def grade_task(spec: dict[str, Any], notebook: bytes | None,
         elif spec.get("size") is not None:
             with open(path, "wb") as handle:
                 handle.truncate(spec["size"])
-        mnist = Path(spec["mnist"]) if spec.get("mnist") else None
-        if mnist is not None and not mnist.exists():
-            mnist = find_mnist(None)  # this node's own copy (MNIST_NPZ or Keras' cache)
+        # The driver's data paths where this node has them, else this node's own copies
+        # (the environment variable or Keras' cache the assignment declares).
+        given = {str(k): Path(v) for k, v in (spec.get("data") or {}).items()}
+        here = load_assignment(spec["assignment"]).data_files(
+            {k: v for k, v in given.items() if v.exists()})
+        data = {k: v for k, v in here.items() if v is not None}
         out = tmp / "out"
         job = Job(notebook=path, student=spec["student"], assignment=spec["assignment"],
-                  profile=spec["profile"], out_dir=out, mnist=mnist,
+                  profile=spec["profile"], out_dir=out, data=data,
                   isolation=spec["isolation"])
         with _environ(env):
             grading_started = time.perf_counter()
@@ -272,7 +275,7 @@ def task_spec(job: Job) -> tuple[dict[str, Any], bytes | None]:
     spec: dict[str, Any] = {
         "notebook": str(job.notebook), "notebook_name": job.notebook.name,
         "student": job.student, "assignment": job.assignment, "profile": job.profile,
-        "mnist": str(job.mnist) if job.mnist else None, "isolation": job.isolation,
+        "data": {k: str(v) for k, v in job.data.items()}, "isolation": job.isolation,
         "size": None}
     try:
         size = job.notebook.stat().st_size

@@ -234,10 +234,7 @@ def grade_in_subprocess(job: Job) -> SubmissionResult:
     variables, never change which code grades."""
     run_dir = RunDir(job.out_dir)
     run_dir.logs.mkdir(parents=True, exist_ok=True)
-    spec = {"notebook": str(job.notebook), "student": job.student,
-            "assignment": job.assignment, "profile": job.profile,
-            "out_dir": str(job.out_dir), "mnist": str(job.mnist) if job.mnist else None,
-            "isolation": job.isolation}
+    spec = job.spec()
     # Named for this process, so that a sweep after a killed run removes it (grader._cleanup).
     with tempfile.NamedTemporaryFile("w", prefix=f"grader-job-{os.getpid()}-", suffix=".json",
                                      delete=False) as handle:
@@ -330,7 +327,7 @@ class _Plan:
 
 
 def _plan(found: list[Found], *, out: Path, assignment: str, profile: str, force: bool,
-          mnist: Path | None, isolation: str | None) -> _Plan:
+          data: dict[str, Path], isolation: str | None) -> _Plan:
     run_dir = RunDir(out)
     run_dir.prepare(assignment)
     records = run_dir.records()
@@ -343,7 +340,7 @@ def _plan(found: list[Found], *, out: Path, assignment: str, profile: str, force
         students[folder] = item.student
         hashes[folder] = notebook_sha256(item.notebook)
         jobs.append(Job(notebook=item.notebook, student=folder, assignment=assignment,
-                        profile=profile, out_dir=out, mnist=mnist, isolation=isolation))
+                        profile=profile, out_dir=out, data=data, isolation=isolation))
         record = records.get(item.student)
         if (not force and record is not None and run_dir.result_path(folder).exists()
                 and record.sha256 != hashes[folder]):
@@ -387,7 +384,8 @@ def _finisher(plan: _Plan, tally: _Tally) -> Callable[[SubmissionResult, bool], 
 
 
 def main(*, submissions: list[Path], assignment: str, out: Path, profile: str, jobs: int,
-         force: bool, mnist: Path | None, isolation: str | None, backend: str = "local",
+         force: bool, data: dict[str, Path] | None = None, isolation: str | None = None,
+         backend: str = "local",
          address: str | None = None, progress: bool = True) -> int:
     """`grader grade`: 0 when every submission was graded, 1 when the grader itself failed on
     one, 130 after Ctrl-C (what finished is kept; the same command resumes)."""
@@ -396,7 +394,8 @@ def main(*, submissions: list[Path], assignment: str, out: Path, profile: str, j
     tally = _Tally()
     try:
         return _main(submissions=submissions, assignment=assignment, out=out, profile=profile,
-                     jobs=jobs, force=force, mnist=mnist, isolation=isolation, backend=backend,
+                     jobs=jobs, force=force, data=data or {}, isolation=isolation,
+                     backend=backend,
                      address=address, progress=progress, tally=tally)
     except (KeyboardInterrupt, Interrupted):
         _CHECKERS.stop_all()
@@ -405,10 +404,9 @@ def main(*, submissions: list[Path], assignment: str, out: Path, profile: str, j
 
 
 def _main(*, submissions: list[Path], assignment: str, out: Path, profile: str, jobs: int,
-          force: bool, mnist: Path | None, isolation: str | None, backend: str,
+          force: bool, data: dict[str, Path], isolation: str | None, backend: str,
           address: str | None, progress: bool, tally: _Tally) -> int:
     from grader import progress as ui
-    from grader.data import find_mnist
     from grader.export.gradebook import write_gradebook
     from grader.sandbox.isolation import detect_isolation
 
@@ -418,10 +416,13 @@ def _main(*, submissions: list[Path], assignment: str, out: Path, profile: str, 
     if jobs < 1:
         raise ConfigurationError(f"--jobs must be at least 1, found {jobs}")
     found = discover(submissions, assignment)
-    mnist_path = find_mnist(mnist)
+    # Each data file the assignment declares, found once here (explicit path, its environment
+    # variable, Keras' cache); a missing one is the suite's clear error, test by test.
+    found_data = {key: path.resolve() for key, path in course.data_files(data).items()
+                  if path is not None}
     out = out.resolve()
     plan = _plan(found, out=out, assignment=assignment, profile=profile, force=force,
-                 mnist=mnist_path.resolve() if mnist_path else None, isolation=isolation)
+                 data=found_data, isolation=isolation)
     tally.total = len(plan.jobs)
     finish = _finisher(plan, tally)
     if backend == "ray":

@@ -271,7 +271,7 @@ def _jobs(out: Path, count: int) -> list[Job]:
     for i, notebook in enumerate(picked):
         student = notebook.stem if i < len(notebooks) else f"{notebook.stem}-{i}"
         jobs.append(Job(notebook=notebook.resolve(), student=student, assignment="backprop",
-                        profile="quick", out_dir=out.resolve(), mnist=None, isolation=None))
+                        profile="quick", out_dir=out.resolve(), data={}, isolation=None))
     return jobs
 
 
