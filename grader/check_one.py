@@ -214,7 +214,7 @@ def grade(job: Job) -> SubmissionResult:
         result.load_messages = [str(exc)]
         result.seconds = round(time.perf_counter() - started, 3)
         return result
-    extracted = extract_answer_code(notebook)
+    extracted = extract_answer_code(notebook, deadline=began + limits.submission_seconds)
     submission = SandboxSubmission(extracted, assignment, limits=limits,
                                    isolation=isolation, hidden=hidden_paths(job), started=began)
 
