@@ -41,6 +41,10 @@ LIMITS: dict[str, str] = {
     "memory": "memory limit: your code used too much memory",
     "output": "output limit: your code printed too much",
     "processes": "process limit: your code started too many processes",
+    "checker-memory": "the grader's memory limit: a value your code returned was too large to "
+                      "check (see the failed tests)",
+    "checker-time": "the grader's time limit: checking a value your code returned took too long "
+                    "(see the failed tests)",
 }
 """How each sandbox limit (``SubmissionResult.limits_hit``) is described to people."""
 
