@@ -4,7 +4,9 @@ only :mod:`grader.export.gradescope` knows Gradescope's schema."""
 from __future__ import annotations
 
 import json
+import tomllib
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +37,28 @@ class TestResult:
     """JSON data for pictures in the feedback (learning curves, confusion matrix, gradients)."""
     seconds: float = 0.0
     """Time the test took in the checking process."""
+    bonus: bool = False
+    """Extra credit: its points add on top of the total and never count in ``max_score``."""
+
+
+@cache
+def bonus_test_names(assignment: str) -> frozenset[str]:
+    """Display names of the assignment's bonus tests (``bonus = true`` in ``assignment.toml``).
+
+    Read from the course's test list when it knows the flag, else from the file itself; an
+    unknown assignment has none."""
+    from grader.course import load_assignment
+    from grader.errors import ConfigurationError
+
+    try:
+        course = load_assignment(assignment)
+    except ConfigurationError:
+        return frozenset()
+    if course.tests and hasattr(course.tests[0], "bonus"):
+        return frozenset(t.name for t in course.tests if getattr(t, "bonus", False))
+    path = course.suite_dir / "assignment.toml"
+    specs = tomllib.loads(path.read_text(encoding="utf-8")).get("tests", {})
+    return frozenset(spec["name"] for spec in specs.values() if spec.get("bonus", False))
 
 
 @dataclass
@@ -68,13 +92,29 @@ class SubmissionResult:
     grader_version: str = ""
     """Version of the grader that produced this result."""
 
+    def is_bonus(self, test: TestResult) -> bool:
+        """Whether ``test`` is extra credit (its flag, or ``bonus = true`` in the course)."""
+        return test.bonus or test.name in bonus_test_names(self.assignment)
+
     @property
     def score(self) -> float:
+        """Points earned, bonus points included (they add on top of ``max_score``)."""
         return round(sum(t.score for t in self.tests), 6)
 
     @property
     def max_score(self) -> float:
-        return round(sum(t.max_score for t in self.tests), 6)
+        """Points available from the required tests only; bonus points are extra credit."""
+        return round(sum(t.max_score for t in self.tests if not self.is_bonus(t)), 6)
+
+    @property
+    def bonus_score(self) -> float:
+        """Points earned on bonus tests (already inside ``score``)."""
+        return round(sum(t.score for t in self.tests if self.is_bonus(t)), 6)
+
+    @property
+    def bonus_max_score(self) -> float:
+        """Bonus points available on top of ``max_score``."""
+        return round(sum(t.max_score for t in self.tests if self.is_bonus(t)), 6)
 
     def by_function(self) -> dict[str, tuple[float, float]]:
         """Points earned and available per graded function, in suite order."""
@@ -85,7 +125,10 @@ class SubmissionResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for test, saved in zip(self.tests, data["tests"], strict=True):
+            saved["bonus"] = self.is_bonus(test)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SubmissionResult:

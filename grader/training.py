@@ -1,13 +1,26 @@
 """The grading recipe: how the checking process trains and evaluates a student's model.
 
-The model is rebuilt from its saved architecture with fresh, seeded weights and compiled with
-the student's compile settings (optimizer config, loss, metrics), so weights a submission brings
-change nothing. Training is seeded and uses deterministic ops: the same notebook gives the same
-accuracy run after run on the same machine.
+The accuracy comes from the architecture only. Every layer is rebuilt from its configuration
+with re-drawn, seeded weights, and every layer is trained:
+
+- a frozen layer (``trainable=False``) is trained all the same;
+- an initialiser that carries data (``Constant``, or any with array values) is replaced by the
+  layer's default initialiser, and a fixed initialiser or layer ``seed`` is dropped, so the
+  profile's seed draws every weight;
+- a regulariser or constraint that is not one of Keras' own data-free ones is removed;
+- a layer whose configuration carries an array (e.g. a ``Normalization`` adapted to some data)
+  is refused with :class:`ModelRefused`.
+
+Each change is reported in :attr:`TrainingOutcome.notes`, so a model brought pre-trained in
+any way scores exactly what the same architecture scores untouched. The model is compiled with
+the student's optimizer and loss (a loss that cannot take the recipe's one-hot labels is
+refused with a message), trained with seeded, deterministic ops, and evaluated on the test set:
+the same notebook gives the same accuracy run after run on the same machine.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from dataclasses import dataclass, field
@@ -15,10 +28,19 @@ from typing import Any
 
 import numpy as np
 
-from grader.data import Mnist
+from grader.data import Dataset
 from grader.profiles import Profile
 
 INPUT_KIND = {"mlp": "mlp", "cnn": "cnn", "lstm": "rnn", "gru": "rnn"}
+DATA_FREE_REGULARIZERS = frozenset({"L1", "L2", "L1L2", "OrthogonalRegularizer"})
+DATA_FREE_CONSTRAINTS = frozenset({"MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"})
+SPARSE_LOSSES = frozenset({"sparsecategoricalcrossentropy", "sparsecategoricalfocalcrossentropy"})
+LARGEST_PLAIN_LIST = 16
+"""A configuration list longer than this (of numbers) is data, not a setting."""
+
+
+class ModelRefused(Exception):
+    """The recipe cannot train this model as it is; the message says why and what to change."""
 
 
 @dataclass
@@ -27,6 +49,8 @@ class TrainingOutcome:
     seconds: float
     history: dict[str, list[float]] = field(default_factory=dict)
     confusion: list[list[int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the recipe changed to train the architecture alone (frozen layers, initialisers)."""
 
 
 def configure_determinism() -> None:
@@ -64,33 +88,116 @@ def reference_inputs(images: np.ndarray, labels: np.ndarray, kind: str) -> tuple
     return x, y
 
 
-def fresh_copy(model: Any, seed: int) -> Any:
-    """Same architecture and compile settings, new seeded weights."""
+def _class_name(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("class_name", ""))
+    return str(value or "")
+
+
+def _carries_data(value: Any) -> bool:
+    """Whether a configuration value holds an array (a NumPy payload or a long list of numbers)."""
+    if isinstance(value, dict):
+        return value.get("class_name") == "__numpy__" or any(
+            _carries_data(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return (len(value) > LARGEST_PLAIN_LIST and all(isinstance(v, (int, float))
+                                                        for v in value)
+                or any(isinstance(v, (list, tuple, dict)) and _carries_data(v) for v in value))
+    return False
+
+
+def _default_setting(layer_class: type, key: str) -> Any:
+    try:
+        parameter = inspect.signature(layer_class).parameters.get(key)
+    except (TypeError, ValueError):
+        parameter = None
+    if parameter is not None and parameter.default is not inspect.Parameter.empty:
+        return parameter.default
+    return "zeros" if "bias" in key else "glorot_uniform"
+
+
+def _sanitize(layer_class: type, config: dict[str, Any], where: str, notes: list[str]) -> None:
+    """Make ``config`` (a layer's, in place) describe the architecture and nothing more."""
+    if config.get("trainable") is False:
+        config["trainable"] = True
+        notes.append(f"{where} is frozen (trainable=False); the recipe trains every layer")
+    if config.get("seed") is not None:
+        config["seed"] = None
+    for key, value in list(config.items()):
+        if key.endswith("_initializer") and isinstance(value, dict):
+            if _class_name(value) == "Constant" or _carries_data(value.get("config", {})):
+                default = _default_setting(layer_class, key)
+                config[key] = default
+                notes.append(f"{where}: {key}={_class_name(value)}(...) carries weights; the "
+                             f"recipe draws fresh ones with the layer's default "
+                             f"({_class_name(default) or 'none'})")
+            elif isinstance(value.get("config"), dict) and value["config"].get("seed") is not None:
+                value["config"]["seed"] = None
+        elif key.endswith(("_regularizer", "_constraint")) and value is not None:
+            known = DATA_FREE_REGULARIZERS if key.endswith("_regularizer") \
+                else DATA_FREE_CONSTRAINTS
+            if _class_name(value) not in known or _carries_data(value):
+                config[key] = None
+                notes.append(f"{where}: {key}={_class_name(value)} is not one of Keras' own "
+                             "data-free ones; the recipe trains without it")
+        elif isinstance(value, dict) and isinstance(value.get("config"), dict) and \
+                "class_name" in value and key in ("layer", "cell", "backward_layer"):
+            _sanitize(object, value["config"], f"{where} ({key})", notes)
+        elif key not in ("build_config", "batch_shape", "batch_input_shape", "shape") and \
+                _carries_data(value):
+            raise ModelRefused(
+                f"{where} carries data in its configuration ({key}); the grading recipe trains "
+                "the architecture alone from fresh weights — remove that setting, or build the "
+                "layer without data")
+
+
+def fresh_copy(model: Any, seed: int, notes: list[str] | None = None) -> Any:
+    """Same architecture and compile settings, every layer re-drawn under ``seed`` and
+    trainable. What had to change to get there is appended to ``notes``."""
     import keras
 
+    found = notes if notes is not None else []
+
+    def rebuild(layer: Any) -> Any:
+        config = layer.get_config()
+        _sanitize(type(layer), config, f"layer {layer.name!r} ({type(layer).__name__})", found)
+        return type(layer).from_config(config)
+
     keras.utils.set_random_seed(seed)
-    clone = keras.models.clone_model(model)
+    clone = keras.models.clone_model(model, clone_function=rebuild)
+    if not clone.trainable:
+        found.append("the model is frozen (trainable=False); the recipe trains every layer")
+    clone.trainable = True
+    for layer in clone.layers:
+        layer.trainable = True
     config = model.get_compile_config() or {}
     optimizer = config.get("optimizer") or "adam"
     if isinstance(optimizer, dict):
         optimizer = keras.optimizers.deserialize(optimizer)
     loss = config.get("loss") or "categorical_crossentropy"
+    loss_name = _class_name(loss) if isinstance(loss, dict) else str(loss)
+    if loss_name.replace("_", "").lower() in SPARSE_LOSSES:
+        raise ModelRefused(
+            f"the model is compiled with loss {loss_name!r}, which expects integer labels, but "
+            "the grading recipe trains on one-hot labels of shape (N, 10), as preprocess() "
+            "returns them — compile with loss='categorical_crossentropy'")
     if isinstance(loss, dict):
         loss = keras.losses.deserialize(loss)
     clone.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     return clone
 
 
-def train_and_evaluate(model: Any, model_kind: str, profile: Profile, data: Mnist) -> TrainingOutcome:
+def train_and_evaluate(model: Any, model_kind: str, profile: Profile, data: Dataset) -> TrainingOutcome:
     """Train a fresh copy of ``model`` under the profile's recipe; accuracy on the test set."""
     import keras
 
     configure_determinism()
+    notes: list[str] = []
+    clone = fresh_copy(model, profile.seed, notes)
     data = data.for_profile(profile)
     kind = INPUT_KIND[model_kind]
     x_train, y_train = reference_inputs(data.x_train, data.y_train, kind)
     x_test, y_test = reference_inputs(data.x_test, data.y_test, kind)
-    clone = fresh_copy(model, profile.seed)
     started = time.perf_counter()
     history = clone.fit(x_train, y_train, batch_size=profile.batch_size,
                         epochs=profile.epochs[model_kind], shuffle=True, verbose=0)
@@ -106,4 +213,5 @@ def train_and_evaluate(model: Any, model_kind: str, profile: Profile, data: Mnis
         seconds=seconds,
         history={k: [float(v) for v in vals] for k, vals in history.history.items()},
         confusion=confusion.tolist(),
+        notes=notes,
     )

@@ -2,7 +2,15 @@
 
 Every expected value is computed here, by the checking process, from the network's
 definition: the worked example's numbers are checked, and so are random networks, against a
-forward pass of our own and central finite differences of it (never the student's code).
+forward pass of our own, central finite differences of it and the exact chain-rule gradient
+(never the student's code).
+
+Chain rule, not finite differences: a finite-difference estimate of a gradient is off by its
+truncation and rounding error, at best about 1e-13 here (a five-point stencil at its best
+step), while the chain rule in float64 is exact to about 1e-17. ``backward`` must match the
+exact gradient to CHAIN_RULE_TOL = 1e-15 on the worked example and ten random networks: a
+deterministic, timing-free test that no finite-difference scheme passes and every chain-rule
+implementation does (``bench`` and docs/course.md record the measured margins).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ EXAMPLE_PARAMS = {"w1": 0.15, "w2": 0.20, "w3": 0.25, "w4": 0.30, "w5": 0.40, "w
 EXAMPLE_X = np.array([0.05, 0.10])
 EXAMPLE_TARGET = np.array([0.01, 0.99])
 TOL = 1e-6
+CHAIN_RULE_TOL = 1e-15
 
 
 # -- the checker's own network ------------------------------------------------------------
@@ -45,6 +54,19 @@ def _numeric_gradient(p, x, target, eps=1e-6):
         down[key] -= eps
         grads[key] = (_error(up, x, target) - _error(down, x, target)) / (2 * eps)
     return grads
+
+
+def _exact_gradient(p, x, target):
+    """dE_total/dparam by the chain rule, in float64: exact to about 1e-17."""
+    values = _forward(p, x)
+    h, o = values["out_h"], values["out_o"]
+    delta_o = (o - target) * o * (1.0 - o)
+    delta_h = np.array([delta_o[0] * p["w5"] + delta_o[1] * p["w7"],
+                        delta_o[0] * p["w6"] + delta_o[1] * p["w8"]]) * h * (1.0 - h)
+    return {"w1": delta_h[0] * x[0], "w2": delta_h[0] * x[1], "w3": delta_h[1] * x[0],
+            "w4": delta_h[1] * x[1], "w5": delta_o[0] * h[0], "w6": delta_o[0] * h[1],
+            "w7": delta_o[1] * h[0], "w8": delta_o[1] * h[1], "b1": delta_h[0] + delta_h[1],
+            "b2": delta_o[0] + delta_o[1]}
 
 
 def _random_case(seed):
@@ -163,31 +185,63 @@ def _check_backward(submission, params, x, target, label):
     expected = _numeric_gradient(params, x, target)
     key, found, want = _worst(got, expected)
     assert abs(found - want) < 1e-6, (
-        f"backward() on {label}: dE/d{key} expected {want:.9f}, found {found:.9f} — apply the "
-        "chain rule through the output sigmoid (out * (1 - out)) and, for w1..w4 and b1, sum "
-        "the error flowing back from both outputs; b1 and b2 are shared by two units each"
+        f"backward() on {label}: dE/d{key} expected {want:.9f}, found {found:.9f} — "
+        + _backward_hint(key, got, expected)
     )
     return got, expected
+
+
+def _backward_hint(key, got, expected):
+    """The likely cause of a wrong gradient, from which keys are wrong and how."""
+    wrong = {k for k in KEYS if abs(got[k] - expected[k]) >= 1e-6}
+    if wrong and all(abs(got[k] + expected[k]) < 1e-6 for k in wrong):
+        return ("every wrong gradient has the opposite sign: dE/dout_o is (out_o - target), "
+                "not (target - out_o)")
+    if wrong <= {"b1", "b2"}:
+        return ("b1 and b2 are each shared by two units: dE/db2 = delta_o1 + delta_o2 and "
+                "dE/db1 = delta_h1 + delta_h2 (sum over both units)")
+    return ("apply the chain rule through the output sigmoid (out * (1 - out)) and, for w1..w4 "
+            "and b1, sum the error flowing back from both outputs; b1 and b2 are shared by two "
+            "units each")
 
 
 def test_backward_worked_example(submission, record_property):
     got, expected = _check_backward(submission, EXAMPLE_PARAMS, EXAMPLE_X, EXAMPLE_TARGET,
                                     "the worked example")
-    record_property("figure:gradients", {"student": got, "expected": expected})
+    record_property("figure:gradients", {"student": got, "expected": expected,
+                                         "network": "the worked example"})
 
 
 def test_backward_random_networks(submission, record_property):
     for seed in range(5):
         params, x, target = _random_case(200 + seed)
+        label = f"random network #{seed + 1}"
         try:
-            _check_backward(submission, params, x, target, f"random network #{seed + 1}")
+            _check_backward(submission, params, x, target, label)
         except AssertionError:
             raw = submission.call("backward", params, x, target)
             if isinstance(raw, dict) and all(k in raw for k in KEYS):
                 record_property("figure:gradients", {
                     "student": {k: float(np.asarray(raw[k])) for k in KEYS},
-                    "expected": _numeric_gradient(params, x, target)})
+                    "expected": _numeric_gradient(params, x, target), "network": label})
             raise
+
+
+def test_backward_chain_rule(submission):
+    cases = [(EXAMPLE_PARAMS, EXAMPLE_X, EXAMPLE_TARGET, "the worked example")]
+    cases += [(*_random_case(500 + seed), f"random network #{seed + 1}") for seed in range(10)]
+    for params, x, target, label in cases:
+        got, _ = _check_backward(submission, params, x, target, label)
+        exact = _exact_gradient(params, x, target)
+        key, found, want = _worst(got, exact)
+        assert abs(found - want) <= CHAIN_RULE_TOL, (
+            f"backward() on {label}: dE/d{key} is {float(found)!r}, the exact chain-rule "
+            f"value is {float(want)!r} (off by {abs(found - want):.1e}, more than the "
+            f"{CHAIN_RULE_TOL:g} a chain-rule computation in float64 stays within) — a "
+            "finite-difference estimate, rounded or copied numbers, or float32 arithmetic are "
+            "this far off; derive each gradient with the chain rule from one forward pass, in "
+            "float64, instead of calling forward() with nudged weights"
+        )
 
 
 def test_backward_no_autodiff(submission):
@@ -196,8 +250,9 @@ def test_backward_no_autodiff(submission):
         f"backward(): this exercise is NumPy only; the notebook imports {', '.join(attempted)} "
         "— remove that import and derive the gradients by hand with the chain rule"
     )
-    assert submission.defines("backward"), "backward(): not defined in the notebook"
-    _check_backward(submission, EXAMPLE_PARAMS, EXAMPLE_X, EXAMPLE_TARGET, "the worked example")
+    # No free points: the import rule counts only for a backward that returns gradients.
+    _check_dict_of_numbers(submission.call("backward", EXAMPLE_PARAMS, EXAMPLE_X,
+                                           EXAMPLE_TARGET), KEYS, "backward()")
 
 
 # -- update ---------------------------------------------------------------------------------
@@ -226,8 +281,8 @@ def test_update_no_mutation(submission):
     before = dict(params)
     result, (params_after, grads_after, _) = submission.call_and_return_args(
         "update", params, grads, 0.5)
-    assert isinstance(result, dict), (
-        f"update(): expected a new params dict, found {type(result).__name__}")
+    # No free points: leaving the inputs alone counts only for an update that returns params.
+    _check_dict_of_numbers(result, KEYS, "update()")
     assert params_after == before, (
         "update(): the params dict passed in was changed; expected it untouched — build and "
         "return a new dict (e.g. {k: params[k] - lr * grads[k] for k in params})"
@@ -245,17 +300,53 @@ def _check_train_step(submission, params, x, target, lr, label):
     new_params = _check_dict_of_numbers(result[0], KEYS, "train_step()[0]")
     error = _as_float(result[1], "train_step()[1]")
     want_error = _error(params, x, target)
-    assert math.isclose(error, want_error, abs_tol=TOL), (
-        f"train_step() on {label}: expected the error BEFORE the step, {want_error:.9f}; found "
-        f"{error:.9f}"
-    )
+    if not math.isclose(error, want_error, abs_tol=TOL):
+        after = _error({k: new_params[k] for k in KEYS}, x, target)
+        cause = _callee_cause(submission, "total_error", params, x, target, lr) or (
+            "; that is the error AFTER the step — compute the error before updating"
+            if math.isclose(error, after, abs_tol=TOL) else
+            " — return total_error(forward(params, x)['out_o'], target) with the params passed in")
+        raise AssertionError(
+            f"train_step() on {label}: expected the error BEFORE the step, {want_error:.9f}; "
+            f"found {error:.9f}{cause}")
     grads = _numeric_gradient(params, x, target)
     expected = {k: params[k] - lr * grads[k] for k in KEYS}
     key, found, want = _worst(new_params, expected)
-    assert abs(found - want) < 1e-6, (
-        f"train_step() on {label}: new {key} expected {want:.9f}, found {found:.9f} — compute "
-        "every gradient with the weights before the update, then update all of them at once"
-    )
+    if abs(found - want) >= 1e-6:
+        cause = (_callee_cause(submission, "backward", params, x, target, lr)
+                 or _callee_cause(submission, "update", params, x, target, lr)
+                 or " — compute every gradient with the weights before the update, then update "
+                    "all of them at once")
+        raise AssertionError(
+            f"train_step() on {label}: new {key} expected {want:.9f}, found {found:.9f}{cause}")
+
+
+def _callee_cause(submission, callee, params, x, target, lr):
+    """`` — ...`` naming ``callee`` when the student's own ``callee`` is wrong on this case,
+    so that train_step's message points at the function at fault; "" when it is right."""
+    try:
+        if callee == "backward":
+            got = submission.call("backward", params, x, target)
+            grads = {k: float(np.asarray(got[k])) for k in KEYS}
+            ok = all(abs(grads[k] - v) < 1e-6
+                     for k, v in _numeric_gradient(params, x, target).items())
+        elif callee == "update":
+            grads = _numeric_gradient(params, x, target)
+            got = submission.call("update", params, grads, lr)
+            ok = all(abs(float(np.asarray(got[k])) - (params[k] - lr * grads[k])) < 1e-9
+                     for k in KEYS)
+        else:
+            out = _forward(params, x)["out_o"]
+            got = submission.call("total_error", out, target)
+            ok = math.isclose(float(np.asarray(got)), float(np.sum(0.5 * (target - out) ** 2)),
+                              abs_tol=TOL)
+    except Exception:  # noqa: BLE001 - any failure of the callee is the cause
+        ok = False
+    if ok:
+        return ""
+    return (f" — train_step's result is wrong because {callee}() is: it returns wrong values "
+            f"for these inputs (see the {callee} tests); fix {callee}() and train_step will "
+            "follow")
 
 
 def test_train_step_worked_example(submission):

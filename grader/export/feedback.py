@@ -24,6 +24,8 @@ class _FunctionRow:
     available: float
     passed: int
     tests: int
+    bonus: bool = False
+    """Every test of the function is extra credit."""
 
 
 @dataclass
@@ -32,6 +34,7 @@ class _TestView:
     output: str
     pictures: list[figures.Picture] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
+    bonus: bool = False
 
 
 def _function_rows(result: SubmissionResult) -> list[_FunctionRow]:
@@ -39,12 +42,13 @@ def _function_rows(result: SubmissionResult) -> list[_FunctionRow]:
     for function, (earned, available) in result.by_function().items():
         tests = [t for t in result.tests if t.function == function]
         passed = sum(t.status == "passed" for t in tests)
-        rows.append(_FunctionRow(function, earned, available, passed, len(tests)))
+        bonus = bool(tests) and all(result.is_bonus(t) for t in tests)
+        rows.append(_FunctionRow(function, earned, available, passed, len(tests), bonus))
     return rows
 
 
-def _test_view(test: TestResult) -> _TestView:
-    view = _TestView(test, student_output(test))
+def _test_view(test: TestResult, bonus: bool) -> _TestView:
+    view = _TestView(test, student_output(test), bonus=bonus)
     ordered = [k for k in figures.KINDS if k in test.figures]
     ordered += sorted(k for k in test.figures if k not in figures.KINDS)
     for kind in ordered:
@@ -57,7 +61,7 @@ def _test_view(test: TestResult) -> _TestView:
 
 def render_feedback(result: SubmissionResult) -> str:
     """The feedback page for ``result`` as one HTML document (UTF-8 text)."""
-    views = [_test_view(t) for t in result.tests]
+    views = [_test_view(t, result.is_bonus(t)) for t in result.tests]
     return render(
         "feedback.html.j2",
         result=result,

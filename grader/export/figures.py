@@ -12,7 +12,9 @@ The data comes from :attr:`grader.results.TestResult.figures`, one entry per kin
 ``confusion_matrix``
     ``{"model": "cnn", "matrix": [[int] * 10] * 10}`` (rows: true digit, columns: predicted)
 ``gradients``
-    ``{"student": {"w1": float, ..., "b2": float}, "expected": {...}}``
+    ``{"student": {"w1": float, ..., "b2": float}, "expected": {...}, "network": "..."}``
+    (``network`` names the network the gradients are of, e.g. ``"random network #1"``;
+    without it, the worked example)
 """
 
 from __future__ import annotations
@@ -203,7 +205,9 @@ def gradients(data: Mapping[str, Any]) -> Picture:
         if n not in missing
         and not math.isclose(float(student[n]), float(expected[n]), rel_tol=1e-4, abs_tol=1e-7)
     ]
-    caption = "Gradients on the worked example."
+    network = data.get("network")
+    network = network if isinstance(network, str) and network else "the worked example"
+    caption = f"Gradients on {network}."
     if wrong:
         caption += " Yours differ from the correct value for " + ", ".join(wrong) + "."
     if missing:

@@ -21,7 +21,7 @@ VISIBILITY = "visible"
 """Tests and the overall output are shown to students as soon as the grade is published."""
 
 
-def _test(test: TestResult) -> dict[str, Any]:
+def _test(test: TestResult, bonus: bool) -> dict[str, Any]:
     return {
         "name": test.name,
         "score": test.score,
@@ -29,6 +29,7 @@ def _test(test: TestResult) -> dict[str, Any]:
         "status": "passed" if test.status == "passed" else "failed",
         "output": student_output(test),
         "visibility": VISIBILITY,
+        **({"tags": ["bonus"], "extra_data": {"bonus": True}} if bonus else {}),
     }
 
 
@@ -43,7 +44,12 @@ def _summary(result: SubmissionResult) -> str:
     if result.limits_hit:
         lines.append("Your code ran into the grader's limits:")
         lines.extend(f"  - {describe_limit(limit)}" for limit in result.limits_hit)
-    lines.append(f"Total: {points(result.score)} of {points(result.max_score)} points.")
+    total = f"Total: {points(result.score)} of {points(result.max_score)} points"
+    if result.bonus_max_score:
+        total += (f", including {points(result.bonus_score)} of "
+                  f"{points(result.bonus_max_score)} bonus points (extra credit, on top of the "
+                  f"{points(result.max_score)} required points)")
+    lines.append(total + ".")
     return "\n".join(lines)
 
 
@@ -72,7 +78,7 @@ def to_gradescope(result: SubmissionResult) -> dict[str, Any]:
         "visibility": VISIBILITY,
         "stdout_visibility": "hidden",
         "execution_time": round(result.seconds, 3),
-        "tests": [_test(t) for t in result.tests],
+        "tests": [_test(t, result.is_bonus(t)) for t in result.tests],
         "extra_data": _extra_data(result),
     }
 

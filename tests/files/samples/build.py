@@ -6,6 +6,10 @@
 solution; ``stub_untouched.ipynb`` is the release as is; every other sample is the reference
 with one realistic mistake, named for it. ``MISTAKES`` also records which functions must lose
 points (the function at fault, and the functions that call it by design) — the tests read it.
+``VARIANTS`` are correct answers written in other styles than the reference (np.where and tanh
+sigmoids, a vectorised backward, top-level helpers; Keras models with input_shape=, Input, the
+functional API, activation layers, callable activations, loops, brought frozen weights): each
+must score full marks.
 """
 
 from __future__ import annotations
@@ -123,7 +127,7 @@ def backward(params, x, target):
     # The numbers of the worked example, copied from the tutorial.
     return {"w1": 0.000438568, "w2": 0.000877135, "w3": 0.000497713, "w4": 0.000995425,
             "w5": 0.082167041, "w6": 0.082667628, "w7": -0.022602540, "w8": -0.022740242,
-            "b1": 0.019935445, "b2": 0.120768206}
+            "b1": 0.018725609, "b2": 0.100400325}
 """
         },
     ),
@@ -344,6 +348,184 @@ def build_lstm():
     ),
 ]
 
+# Correct answers in other styles than the reference: each must score full marks.
+VARIANTS = [
+    Mistake(
+        "backprop",
+        "style_where_vectorised",
+        (),
+        {
+            "sigmoid": """
+def sigmoid(z):
+    # Stable on both sides: exp is only ever taken of a non-positive number.
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+""",
+            "forward": """
+def forward(params, x):
+    W1 = np.array([[params["w1"], params["w2"]], [params["w3"], params["w4"]]])
+    W2 = np.array([[params["w5"], params["w6"]], [params["w7"], params["w8"]]])
+    net_h = W1 @ np.asarray(x, dtype=np.float64) + params["b1"]
+    out_h = sigmoid(net_h)
+    net_o = W2 @ out_h + params["b2"]
+    return {"net_h": net_h, "out_h": out_h, "net_o": net_o, "out_o": sigmoid(net_o)}
+""",
+            "backward": """
+def backward(params, x, target):
+    x = np.asarray(x, dtype=np.float64)
+    W2 = np.array([[params["w5"], params["w6"]], [params["w7"], params["w8"]]])
+    values = forward(params, x)
+    out_h, out_o = values["out_h"], values["out_o"]
+    delta_o = (out_o - np.asarray(target)) * out_o * (1.0 - out_o)
+    delta_h = (W2.T @ delta_o) * out_h * (1.0 - out_h)
+    dW1, dW2 = np.outer(delta_h, x), np.outer(delta_o, out_h)
+    names = [["w1", "w2"], ["w3", "w4"]], [["w5", "w6"], ["w7", "w8"]]
+    grads = {}
+    for matrix, keys in zip((dW1, dW2), names):
+        for row, row_keys in zip(matrix, keys):
+            grads.update({key: float(value) for key, value in zip(row_keys, row)})
+    grads["b1"], grads["b2"] = float(delta_h.sum()), float(delta_o.sum())
+    return grads
+""",
+        },
+    ),
+    Mistake(
+        "backprop",
+        "style_tanh_top_level_helpers",
+        (),
+        {
+            "sigmoid": """
+HALF = 0.5
+squash = lambda z: HALF * (1.0 + np.tanh(HALF * np.asarray(z, dtype=np.float64)))
+
+
+def sigmoid(z):
+    result = squash(z)
+    return float(result) if np.ndim(result) == 0 else result
+""",
+            "backward": """
+def output_delta(out, target):
+    return (out - target) * out * (1.0 - out)
+
+
+def backward(params, x, target):
+    i1, i2 = np.asarray(x, dtype=np.float64)
+    values = forward(params, x)
+    h1, h2 = values["out_h"]
+    d1, d2 = output_delta(values["out_o"], np.asarray(target, dtype=np.float64))
+    dh1 = (d1 * params["w5"] + d2 * params["w7"]) * h1 * (1.0 - h1)
+    dh2 = (d1 * params["w6"] + d2 * params["w8"]) * h2 * (1.0 - h2)
+    return {"w1": dh1 * i1, "w2": dh1 * i2, "w3": dh2 * i1, "w4": dh2 * i2,
+            "w5": d1 * h1, "w6": d1 * h2, "w7": d2 * h1, "w8": d2 * h2,
+            "b1": dh1 + dh2, "b2": d1 + d2}
+""",
+        },
+    ),
+    Mistake(
+        "mnist",
+        "style_activation_layers_functional_loop",
+        (),
+        {
+            "build_mlp": """
+def build_mlp():
+    # input_shape= on the first layer, activations as layers of their own.
+    model = keras.Sequential()
+    model.add(layers.Dense(128, input_shape=(784,)))
+    model.add(layers.Activation("relu"))
+    model.add(layers.Dropout(0.2))
+    model.add(layers.Dense(10))
+    model.add(layers.Activation("softmax"))
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+""",
+            "build_cnn": """
+def build_cnn():
+    # The functional API, with ReLU and Softmax layers.
+    inputs = keras.Input(shape=(28, 28, 1))
+    x = layers.ReLU()(layers.Conv2D(16, (5, 5), padding="same")(inputs))
+    x = layers.MaxPooling2D((2, 2))(x)
+    x = layers.ReLU()(layers.Conv2D(36, (5, 5), padding="same")(x))
+    x = layers.MaxPooling2D((2, 2))(x)
+    x = layers.Flatten()(layers.Dropout(0.25)(x))
+    x = layers.Dropout(0.5)(layers.ReLU()(layers.Dense(128)(x)))
+    outputs = layers.Softmax()(layers.Dense(10)(x))
+    model = keras.Model(inputs, outputs)
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+""",
+            "build_lstm": """
+def build_lstm():
+    model = keras.Sequential([keras.Input(shape=(28, 28)), layers.LSTM(128),
+                              layers.Dense(10, activation=keras.activations.softmax)])
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+""",
+            "build_gru": """
+def build_gru():
+    model = keras.Sequential()
+    for layer in [keras.Input(shape=(28, 28)), layers.GRU(128),
+                  layers.Dense(10, activation="softmax")]:
+        model.add(layer)
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+""",
+        },
+    ),
+    Mistake(
+        "mnist",
+        "style_pretrained_loop_callables",
+        (),
+        {
+            "build_mlp": """
+def build_mlp():
+    # Brought weights and frozen layers: the grading recipe re-draws and trains them anyway.
+    brought = np.random.default_rng(1).normal(0.0, 0.05, size=(784, 128)).astype("float32")
+    model = keras.Sequential([
+        keras.Input(shape=(784,)),
+        layers.Dense(128, activation="relu", trainable=False,
+                     kernel_initializer=keras.initializers.Constant(brought)),
+        layers.Dropout(0.2),
+        layers.Dense(10, activation="softmax", trainable=False,
+                     kernel_initializer=keras.initializers.Constant(0.01)),
+    ])
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+""",
+            "build_cnn": """
+def build_cnn():
+    model = keras.Sequential()
+    model.add(keras.Input(shape=(28, 28, 1)))
+    for filters in (16, 36):
+        model.add(layers.Conv2D(filters, kernel_size=(5, 5), padding="same"))
+        model.add(layers.Activation(keras.activations.relu))
+        model.add(layers.MaxPooling2D(pool_size=(2, 2)))
+    for layer in (layers.Dropout(0.25), layers.Flatten(),
+                  layers.Dense(128, activation=keras.activations.relu), layers.Dropout(0.5),
+                  layers.Dense(10), layers.Activation("softmax")):
+        model.add(layer)
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+""",
+            "build_lstm": """
+def build_lstm():
+    inputs = keras.Input(shape=(28, 28))
+    outputs = layers.Dense(10, activation=keras.activations.softmax)(layers.LSTM(128)(inputs))
+    model = keras.Model(inputs=inputs, outputs=outputs)
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+""",
+            "build_gru": """
+def build_gru():
+    model = keras.Sequential([layers.GRU(128, input_shape=(28, 28)), layers.Dense(10),
+                              layers.Softmax()])
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+""",
+        },
+    ),
+]
+
 _MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$\n?", re.MULTILINE)
 
 
@@ -401,7 +583,7 @@ def build_all() -> dict[Path, str]:
         )
         out[folder / "stub_untouched.ipynb"] = nbformat.writes(released)
         out[folder / "reference.ipynb"] = nbformat.writes(reference(assignment))
-    for mistake in MISTAKES:
+    for mistake in MISTAKES + VARIANTS:
         out[HERE / mistake.assignment / f"{mistake.name}.ipynb"] = nbformat.writes(
             with_mistake(mistake)
         )
