@@ -192,7 +192,8 @@ class CheckerWatchdog(threading.Thread):
 def _all_failed(job: Job, message: str, fault: str) -> list[TestResult]:
     assignment = load_assignment(job.assignment)
     return [TestResult(name=t.name, function=t.function, score=0.0, max_score=t.points,
-                       status="failed", message=message, fault=fault) for t in assignment.tests]
+                       status="failed", message=message, fault=fault, bonus=t.bonus)
+            for t in assignment.tests]
 
 
 def grade(job: Job) -> SubmissionResult:

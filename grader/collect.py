@@ -185,7 +185,7 @@ def run_suite(assignment: Assignment, submission: Submission, profile: Profile, 
             name=test.name, function=test.function,
             score=test.points if got.status == "passed" else 0.0, max_score=test.points,
             status=got.status, message=got.message, fault=got.fault, figures=got.figures,
-            seconds=round(got.seconds, 3)))
+            seconds=round(got.seconds, 3), bonus=test.bonus))
     return results, errors
 
 

@@ -90,6 +90,8 @@ class GradedTest:
     name: str
     """Display name, ``"<function>: <what>"``."""
     points: float
+    bonus: bool = False
+    """Extra credit (``bonus = true``): its points add on top and never count in ``max_score``."""
 
     @property
     def function(self) -> str:
@@ -163,7 +165,8 @@ class Assignment:
 
     @property
     def max_score(self) -> float:
-        return sum(t.points for t in self.tests)
+        """The required points; extra-credit tests add on top."""
+        return sum(t.points for t in self.tests if not t.bonus)
 
     def points_by_function(self) -> dict[str, float]:
         out: dict[str, float] = {f: 0.0 for f in self.functions}
@@ -215,7 +218,8 @@ def assignment_from_toml(name: str, data: Mapping[str, Any], path: Path | str,
         if key not in data:
             raise ConfigurationError(f"{path}: missing the key {key!r}")
     tests = tuple(
-        GradedTest(test_id=test_id, name=spec["name"], points=float(spec["points"]))
+        GradedTest(test_id=test_id, name=spec["name"], points=float(spec["points"]),
+                   bonus=bool(spec.get("bonus", False)))
         for test_id, spec in data.get("tests", {}).items()
     )
     functions = tuple(data["functions"])

@@ -4,9 +4,7 @@ only :mod:`grader.export.gradescope` knows Gradescope's schema."""
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import asdict, dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,26 +39,6 @@ class TestResult:
     """Extra credit: its points add on top of the total and never count in ``max_score``."""
 
 
-@cache
-def bonus_test_names(assignment: str) -> frozenset[str]:
-    """Display names of the assignment's bonus tests (``bonus = true`` in ``assignment.toml``).
-
-    Read from the course's test list when it knows the flag, else from the file itself; an
-    unknown assignment has none."""
-    from grader.course import load_assignment
-    from grader.errors import ConfigurationError
-
-    try:
-        course = load_assignment(assignment)
-    except ConfigurationError:
-        return frozenset()
-    if course.tests and hasattr(course.tests[0], "bonus"):
-        return frozenset(t.name for t in course.tests if getattr(t, "bonus", False))
-    path = course.suite_dir / "assignment.toml"
-    specs = tomllib.loads(path.read_text(encoding="utf-8")).get("tests", {})
-    return frozenset(spec["name"] for spec in specs.values() if spec.get("bonus", False))
-
-
 @dataclass
 class SubmissionResult:
     """Everything the grader concluded about one submission."""
@@ -92,9 +70,10 @@ class SubmissionResult:
     grader_version: str = ""
     """Version of the grader that produced this result."""
 
-    def is_bonus(self, test: TestResult) -> bool:
-        """Whether ``test`` is extra credit (its flag, or ``bonus = true`` in the course)."""
-        return test.bonus or test.name in bonus_test_names(self.assignment)
+    @staticmethod
+    def is_bonus(test: TestResult) -> bool:
+        """Whether ``test`` is extra credit (``bonus = true`` in ``assignment.toml``)."""
+        return test.bonus
 
     @property
     def score(self) -> float:
@@ -125,10 +104,7 @@ class SubmissionResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for test, saved in zip(self.tests, data["tests"], strict=True):
-            saved["bonus"] = self.is_bonus(test)
-        return data
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SubmissionResult:

@@ -175,9 +175,11 @@ def _result(gru_score: float) -> SubmissionResult:
         TestResult(name="build_cnn: parameter count", function="build_cnn", score=0,
                    max_score=1, status="failed", message="expected 242,062 parameters"),
         TestResult(name="build_gru: layers, shapes and parameter count", function="build_gru",
-                   score=gru_score, max_score=1, status="passed" if gru_score else "failed"),
+                   score=gru_score, max_score=1, status="passed" if gru_score else "failed",
+                   bonus=True),
         TestResult(name="build_gru: accuracy after the grading recipe", function="build_gru",
-                   score=gru_score, max_score=1, status="passed" if gru_score else "failed"),
+                   score=gru_score, max_score=1, status="passed" if gru_score else "failed",
+                   bonus=True),
     ]
     return SubmissionResult(student="ada", assignment="mnist", notebook="ada.ipynb",
                             profile="quick", tests=tests)
@@ -213,3 +215,13 @@ def test_gradescope_and_the_feedback_page_show_the_bonus():
             'of the total)') in page
     assert '<span class="badge bonus">bonus</span>' in page
     assert result.to_dict()["tests"][3]["bonus"] is True
+
+
+def test_the_course_marks_bonus_tests_and_counts_required_points_only():
+    from grader.course import load_assignment
+
+    mnist = load_assignment("mnist")
+    bonus = {t.name for t in mnist.tests if t.bonus}
+    assert bonus == {"build_gru: layers, shapes and parameter count",
+                     "build_gru: accuracy after the grading recipe"}
+    assert mnist.max_score == sum(t.points for t in mnist.tests) - 2
