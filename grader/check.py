@@ -170,8 +170,10 @@ def run_public(checks: PublicChecks, submission: Submission) -> tuple[list[TestR
 
 
 def summary(results: list[TestResult]) -> str:
-    failed = [r for r in results if r.status != "passed"]
-    return (f"{len(results) - len(failed)} of {len(results)} public checks passed"
+    failed = [r for r in results if r.status not in ("passed", "skipped")]
+    skipped = sum(r.status == "skipped" for r in results)
+    return (f"{len(results) - len(failed) - skipped} of {len(results)} public checks passed"
+            + (f", {skipped} skipped" if skipped else "")
             + ("" if not failed else " — fix the FAIL lines above, then run the check again"))
 
 
@@ -218,4 +220,4 @@ def main(*, notebook: Path, assignment: str | None) -> int:
     for error in errors:
         print(f"grader problem: {error.splitlines()[0] if error else ''}")
     print(summary(results))
-    return 1 if any(r.status != "passed" for r in results) or errors else 0
+    return 1 if any(r.status not in ("passed", "skipped") for r in results) or errors else 0

@@ -196,6 +196,8 @@ def result_lines(results: list[TestResult], indent: str = "") -> str:
     for r in results:
         if r.status == "passed":
             lines.append(f"{indent}ok   {r.name}")
+        elif r.status == "skipped":
+            lines.append(f"{indent}skip {r.name}" + (f" — {r.message}" if r.message else ""))
         else:
             lines.append(f"{indent}FAIL {r.name}\n{indent}     {r.message}")
     return "\n".join(lines)

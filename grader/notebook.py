@@ -139,4 +139,4 @@ def run_public_checks(assignment: str, namespace: dict[str, Any]) -> bool:
         submission.close()
     print(result_lines(results))
     print(summary(results))
-    return all(r.status == "passed" for r in results)
+    return all(r.status in ("passed", "skipped") for r in results)

@@ -64,3 +64,21 @@ def test_renamed_released_notebook_is_checked_by_its_metadata(tmp_path):
     proc = run_grader("check", str(path), env={"GRADER_COURSE_ROOT": str(tmp_path)})
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stdout.startswith("FAIL sigmoid: ")
+
+
+def test_a_skipped_public_check_is_shown_as_skipped_and_does_not_fail() -> None:
+    from grader.check import summary
+    from grader.collect import result_lines
+    from grader.results import TestResult
+
+    results = [
+        TestResult(name="build_mlp: layers", function="build_mlp", score=0, max_score=0,
+                   status="passed"),
+        TestResult(name="build_gru: layers", function="build_gru", score=0, max_score=0,
+                   status="skipped", message="the bonus build_gru() is not written"),
+    ]
+    assert result_lines(results) == ("ok   build_mlp: layers\n"
+                                      "skip build_gru: layers — the bonus build_gru() is not written")
+    assert summary(results) == "1 of 2 public checks passed, 1 skipped"
+    results[0].status = "failed"
+    assert summary(results).startswith("0 of 2 public checks passed, 1 skipped — fix the FAIL")
