@@ -46,7 +46,7 @@ class SubmissionResult:
     student: str
     """Student identifier (nbgrader student id, or the notebook's file stem)."""
     assignment: str
-    """Assignment name (``backprop`` or ``mnist``)."""
+    """Assignment name (its folder under ``autograde_tests/``)."""
     notebook: str
     """Path of the graded notebook."""
     profile: str
