@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -188,13 +188,27 @@ def fresh_copy(model: Any, seed: int, notes: list[str] | None = None) -> Any:
 
 
 def train_and_evaluate(model: Any, model_kind: str, profile: Profile, data: Dataset) -> TrainingOutcome:
-    """Train a fresh copy of ``model`` under the profile's recipe; accuracy on the test set."""
+    """Train a fresh copy of ``model`` under the profile's recipe; accuracy on the test set.
+
+    With a training cache (:mod:`grader.training_cache`), a fresh copy already trained under
+    the same key is not trained again: its stored outcome comes back, with this copy's notes."""
     import keras
+
+    from grader.training_cache import through_cache
 
     configure_determinism()
     notes: list[str] = []
     clone = fresh_copy(model, profile.seed, notes)
-    data = data.for_profile(profile)
+    sliced = data.for_profile(profile)
+    outcome = through_cache(clone, model_kind=model_kind, profile=profile, data=data,
+                            train=lambda: _fit_and_evaluate(clone, model_kind, profile, sliced,
+                                                            notes))
+    keras.backend.clear_session()
+    return replace(outcome, notes=notes)
+
+
+def _fit_and_evaluate(clone: Any, model_kind: str, profile: Profile, data: Dataset,
+                      notes: list[str]) -> TrainingOutcome:
     kind = INPUT_KIND[model_kind]
     x_train, y_train = reference_inputs(data.x_train, data.y_train, kind)
     x_test, y_test = reference_inputs(data.x_test, data.y_test, kind)
@@ -207,11 +221,10 @@ def train_and_evaluate(model: Any, model_kind: str, profile: Profile, data: Data
     accuracy = float(np.mean(predicted == data.y_test))
     confusion = np.zeros((10, 10), dtype=int)
     np.add.at(confusion, (data.y_test.astype(int), predicted), 1)
-    keras.backend.clear_session()
     return TrainingOutcome(
         accuracy=accuracy,
         seconds=seconds,
         history={k: [float(v) for v in vals] for k, vals in history.history.items()},
         confusion=confusion.tolist(),
-        notes=notes,
+        notes=list(notes),
     )

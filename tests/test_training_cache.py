@@ -1,0 +1,326 @@
+"""The training cache: one key per distinct training, whatever the layers are called; a
+different setting anywhere is a different key; stored outcomes come back exactly, and an entry
+that cannot be trusted is trained again."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import mnist_npz
+
+keras = pytest.importorskip("keras")
+layers = keras.layers
+
+from grader.data import Dataset  # noqa: E402
+from grader.profiles import Profile  # noqa: E402
+from grader.training import TrainingOutcome, fresh_copy  # noqa: E402
+from grader.training_cache import (  # noqa: E402
+    CACHE_ENV,
+    LARGEST_ENTRY,
+    NO_CACHE_ENV,
+    STATS,
+    TrainingCache,
+    TrainingKey,
+    training_key,
+)
+
+PROFILE = Profile(name="quick", train_size=20, epochs={"mlp": 2}, batch_size=8,
+                  thresholds={"mlp": 0.9}, seed=0)
+
+
+def _data(x_train: np.ndarray | None = None) -> Dataset:
+    # Key tests only: the arrays are hashed, never trained on.
+    rng = np.random.default_rng(0)
+    return Dataset(
+        x_train=rng.integers(0, 256, (40, 28, 28), dtype=np.uint8) if x_train is None
+        else x_train,
+        y_train=np.arange(40, dtype=np.uint8) % 10,
+        x_test=rng.integers(0, 256, (10, 28, 28), dtype=np.uint8),
+        y_test=np.arange(10, dtype=np.uint8), source="in memory")
+
+
+DATA = _data()
+
+
+def _mlp(units: int = 16, rate: float = 0.2, activation: str = "relu",
+         initializer: str = "glorot_uniform", learning_rate: float = 0.001,
+         names: tuple[str, str, str, str] | None = None) -> keras.Model:
+    """A small MLP; ``names`` names its input, layers and model (else Keras numbers them)."""
+    named = (lambda i: {"name": names[i]}) if names else (lambda i: {})
+    model = keras.Sequential([
+        keras.Input(shape=(784,), **named(0)),
+        layers.Dense(units, activation=activation, kernel_initializer=initializer, **named(1)),
+        layers.Dropout(rate, **named(2)),
+        layers.Dense(10, activation="softmax"),
+    ], **({"name": names[3]} if names else {}))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _functional(names: tuple[str, str, str]) -> keras.Model:
+    inputs = keras.Input(shape=(784,), name=names[0])
+    hidden = layers.Dense(16, activation="relu", name=names[1])(inputs)
+    outputs = layers.Dense(10, activation="softmax", name=names[2])(hidden)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _key(model: keras.Model, profile: Profile = PROFILE, data: Dataset = DATA) -> TrainingKey:
+    clone = fresh_copy(model, profile.seed)
+    key = training_key(clone, model_kind="mlp", profile=profile, data=data)
+    assert key is not None
+    return key
+
+
+def test_identical_models_with_different_layer_names_share_one_key():
+    auto = _key(_mlp())
+    again = _key(_mlp())  # Keras numbers these layers differently from the first ones
+    named = _key(_mlp(names=("pixels", "hidden", "drop", "digits")))
+    assert auto == again == named
+    assert _key(_functional(("a", "b", "c"))) == _key(_functional(("x", "hidden", "out")))
+
+
+def _nested(names: str) -> keras.Model:
+    body = keras.Sequential([layers.Dense(16, activation="relu", name=names[0]),
+                             layers.Dropout(0.2, name=names[1])], name=names[2])
+    inputs = keras.Input(shape=(784,), name=names[3])
+    outputs = layers.Dense(10, activation="softmax", name=names[4])(body(inputs))
+    model = keras.Model(inputs, outputs, name=names[5])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_a_nested_model_is_named_by_position_too():
+    assert _key(_nested("abcdef")) == _key(_nested("fedcba"))
+
+
+def test_a_functional_model_keeps_its_wiring_in_the_key():
+    key = json.loads(_key(_functional(("a", "b", "c"))).canonical)
+    assert key["architecture"]["output_layers"] == [{"__position__": 2}, 0, 0]
+    history = key["architecture"]["layers"][2]["inbound_nodes"][0]["args"][0]["config"]
+    assert history["keras_history"] == [{"__position__": 1}, 0, 0]
+
+
+@pytest.mark.parametrize("change", [
+    {"rate": 0.3}, {"learning_rate": 0.01}, {"initializer": "he_normal"},
+    {"activation": "tanh"}, {"units": 17},
+], ids=["dropout_rate", "learning_rate", "initializer", "activation", "units"])
+def test_a_model_that_differs_in_one_setting_has_another_key(change):
+    assert _key(_mlp(**change)) != _key(_mlp())
+
+
+@pytest.mark.parametrize("profile", [
+    replace(PROFILE, seed=1), replace(PROFILE, epochs={"mlp": 3}),
+    replace(PROFILE, batch_size=16), replace(PROFILE, train_size=30),
+], ids=["seed", "epochs", "batch_size", "train_size"])
+def test_another_profile_or_seed_has_another_key(profile):
+    assert _key(_mlp(), profile=profile) != _key(_mlp())
+
+
+def test_other_data_has_another_key():
+    changed = DATA.x_train.copy()
+    changed[17, 3, 5] ^= 1
+    assert _key(_mlp(), data=_data(changed)) != _key(_mlp())
+    assert _key(_mlp(), data=_data(DATA.x_train.astype(np.int16))) != _key(_mlp())
+
+
+def test_another_model_kind_has_another_key():
+    clone = fresh_copy(_mlp(), PROFILE.seed)
+    keys = {training_key(clone, model_kind=kind, profile=PROFILE, data=DATA)
+            for kind in ("mlp", "cnn")}
+    assert len(keys) == 2
+
+
+def test_a_subclassed_model_gets_no_key():
+    class Custom(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dense = layers.Dense(10, activation="softmax")
+
+        def call(self, inputs):
+            return self.dense(inputs * 2.0)
+
+    model = Custom()
+    model.build((None, 784))
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    assert training_key(model, model_kind="mlp", profile=PROFILE, data=DATA) is None
+
+
+OUTCOME = TrainingOutcome(
+    accuracy=0.9361, seconds=4.123456789,
+    history={"loss": [0.1 + 0.2, 1 / 3, 2.5e-17], "accuracy": [0.5, 0.75, 0.9999999999999999]},
+    confusion=[[980 if i == j else j for j in range(10)] for i in range(10)],
+    notes=["layer 'dense' (Dense) is frozen (trainable=False); the recipe trains every layer"])
+
+
+@pytest.fixture
+def key() -> TrainingKey:
+    return _key(_mlp())
+
+
+def test_a_stored_outcome_comes_back_exactly(tmp_path, key):
+    cache = TrainingCache(tmp_path)
+    assert cache.get(key) is None
+    cache.put(key, OUTCOME)
+    assert cache.get(key) == OUTCOME
+    assert TrainingCache(tmp_path).get(key) == OUTCOME
+    assert [p.name for p in tmp_path.iterdir()] == [f"{key.digest}.json"]
+
+
+def test_through_trains_once_per_key(tmp_path, key):
+    cache = TrainingCache(tmp_path)
+    trainings: list[int] = []
+
+    def train() -> TrainingOutcome:
+        trainings.append(1)
+        return OUTCOME
+
+    hits = STATS.hits
+    assert cache.through(key, train) == OUTCOME
+    assert cache.through(key, train) == OUTCOME
+    assert len(trainings) == 1
+    assert STATS.hits == hits + 1
+
+
+@pytest.mark.parametrize("content", [
+    b"{not json", b"\xff\xfe", b"[]", b'{"format": 1}',
+    None,  # a valid entry for another key
+    "oversized",
+    "wrong_types",
+], ids=["truncated", "not_utf8", "not_an_object", "no_outcome", "other_key", "oversized",
+        "wrong_types"])
+def test_an_entry_that_cannot_be_trusted_is_ignored_and_overwritten(tmp_path, key, content):
+    cache = TrainingCache(tmp_path)
+    path = cache.entry_path(key)
+    if content is None:
+        other = _key(_mlp(units=17))
+        cache.put(other, OUTCOME)
+        cache.entry_path(other).rename(path)
+    elif content == "oversized":
+        cache.put(key, OUTCOME)
+        with path.open("ab") as handle:
+            handle.write(b" " * LARGEST_ENTRY)
+    elif content == "wrong_types":
+        cache.put(key, OUTCOME)
+        stored = json.loads(path.read_text())
+        stored["outcome"]["confusion"][0][0] = 980.5
+        path.write_text(json.dumps(stored))
+    else:
+        path.write_bytes(content)
+    assert cache.get(key) is None
+    assert cache.through(key, lambda: OUTCOME) == OUTCOME
+    assert cache.get(key) == OUTCOME
+
+
+def test_a_link_in_place_of_an_entry_is_not_followed(tmp_path, key):
+    cache = TrainingCache(tmp_path / "cache")
+    elsewhere = TrainingCache(tmp_path / "elsewhere")
+    elsewhere.put(key, OUTCOME)
+    cache.folder.mkdir()
+    cache.entry_path(key).symlink_to(elsewhere.entry_path(key))
+    assert cache.get(key) is None
+    cache.put(key, replace(OUTCOME, accuracy=0.5))
+    assert not cache.entry_path(key).is_symlink()
+    assert elsewhere.get(key) == OUTCOME
+
+
+def test_a_second_claim_on_a_key_waits_for_the_first(tmp_path, key):
+    cache = TrainingCache(tmp_path)
+    with cache.claim(key) as first:
+        with cache.claim(key, wait=0.3) as second:
+            assert (first, second) == (True, False)
+    with cache.claim(key, wait=0.3) as again:
+        assert again
+
+
+def test_without_a_cache_folder_every_call_trains(tmp_path, monkeypatch, key):
+    from grader.training_cache import through_cache
+
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    trainings: list[int] = []
+
+    def train() -> TrainingOutcome:
+        trainings.append(1)
+        return OUTCOME
+
+    clone = fresh_copy(_mlp(), PROFILE.seed)
+    for _ in range(2):
+        assert through_cache(clone, model_kind="mlp", profile=PROFILE, data=DATA,
+                             train=train) == OUTCOME
+    assert len(trainings) == 2
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    for _ in range(2):
+        assert through_cache(clone, model_kind="mlp", profile=PROFILE, data=DATA,
+                             train=train) == OUTCOME
+    assert len(trainings) == 3
+    assert [p.name for p in tmp_path.glob("*.json")] == [f"{key.digest}.json"]
+
+
+@pytest.mark.parametrize(("env", "folder"), [
+    ({}, None), ({CACHE_ENV: "CACHE"}, "CACHE"),
+    ({CACHE_ENV: "CACHE", NO_CACHE_ENV: "1"}, None), ({CACHE_ENV: "CACHE", NO_CACHE_ENV: "0"},
+                                                      "CACHE"),
+], ids=["unset", "set", "no_cache", "no_cache_0"])
+def test_the_environment_chooses_the_folder(monkeypatch, env, folder):
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.delenv(NO_CACHE_ENV, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cache = TrainingCache.from_environment()
+    assert (cache.folder if cache else None) == (Path(folder) if folder else None)
+
+
+# --- With real training ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small():
+    """Real MNIST and the quick MLP recipe on 2,000 images, one epoch."""
+    from grader.course import load_assignment
+    from grader.data import load_mnist
+    from grader.profiles import get_profile
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    profile = get_profile("quick", load_assignment("mnist"))
+    return load_mnist(mnist_npz()), replace(profile, train_size=2_000, epochs={"mlp": 1})
+
+
+@pytest.mark.slow
+def test_a_cached_training_is_exactly_the_training(small, tmp_path, monkeypatch):
+    from grader.training import train_and_evaluate
+
+    data, profile = small
+    fits: list[str] = []
+    fit = keras.Model.fit
+
+    def counted_fit(self, *args, **kwargs):
+        fits.append(self.name)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", counted_fit)
+    monkeypatch.setenv(NO_CACHE_ENV, "1")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    uncached = train_and_evaluate(_mlp(units=128), "mlp", profile, data)
+    renamed_uncached = train_and_evaluate(
+        _mlp(units=128, names=("pixels", "hidden", "drop", "digits")), "mlp", profile, data)
+    assert len(fits) == 2 and not list(tmp_path.iterdir())
+    monkeypatch.delenv(NO_CACHE_ENV)
+    stored = train_and_evaluate(_mlp(units=128), "mlp", profile, data)
+    assert len(fits) == 3
+    reused = train_and_evaluate(
+        _mlp(units=128, names=("pixels", "hidden", "drop", "digits")), "mlp", profile, data)
+    assert len(fits) == 3  # a cache hit: no training at all
+    assert reused == stored
+
+    def timeless(outcome: TrainingOutcome) -> TrainingOutcome:
+        return replace(outcome, seconds=0.0)
+
+    assert timeless(stored) == timeless(uncached) == timeless(renamed_uncached)
