@@ -50,13 +50,16 @@ class Job:
     data: dict[str, Path]
     """The assignment's data files found for this run, by the key its toml declares them under."""
     isolation: str | None
+    training_cache: Path | None = None
+    """Where training outcomes are cached and reused (``grader.training_cache``); None: off."""
 
     def spec(self) -> dict[str, Any]:
         """The job as JSON, for the checking process and for Ray tasks."""
         return {"notebook": str(self.notebook), "student": self.student,
                 "assignment": self.assignment, "profile": self.profile,
                 "out_dir": str(self.out_dir), "data": {k: str(v) for k, v in self.data.items()},
-                "isolation": self.isolation}
+                "isolation": self.isolation,
+                "training_cache": str(self.training_cache) if self.training_cache else None}
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> Job:
@@ -64,7 +67,9 @@ class Job:
                    assignment=spec["assignment"], profile=spec["profile"],
                    out_dir=Path(spec["out_dir"]),
                    data={str(k): Path(v) for k, v in (spec.get("data") or {}).items()},
-                   isolation=spec["isolation"])
+                   isolation=spec["isolation"],
+                   training_cache=Path(spec["training_cache"]) if spec.get("training_cache")
+                   else None)
 
 
 def limits_from_env() -> Limits:
@@ -90,6 +95,8 @@ def hidden_paths(job: Job) -> tuple[Path, ...]:
     assignment = load_assignment(job.assignment)
     paths = [hidden_suites_dir(), job.notebook.parent.resolve(), job.out_dir.resolve()]
     paths += assignment.data_paths(job.data)
+    if job.training_cache is not None:  # under --out by default; a user cache may be elsewhere
+        paths.append(job.training_cache.resolve())
     # A forbidden library is hidden as well as blocked: code that removes the import blocker
     # still finds nothing to import.
     paths += forbidden_package_dirs(load_assignment(job.assignment).forbidden_imports)
@@ -305,10 +312,22 @@ def _log_usage(started: float) -> None:
     print(f"checker: peak memory {peak} MB, {time.perf_counter() - started:.1f} s", flush=True)
 
 
+def _use_training_cache(job: Job) -> None:
+    """This process's training cache is the job's, or none (``grader grade --no-cache``)."""
+    from grader.training_cache import CACHE_ENV, NO_CACHE_ENV
+
+    if job.training_cache is None:
+        os.environ[NO_CACHE_ENV] = "1"
+    else:
+        os.environ.pop(NO_CACHE_ENV, None)
+        os.environ[CACHE_ENV] = str(job.training_cache)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     spec = json.loads(Path(args[0]).read_text())
     job = Job.from_spec(spec)
+    _use_training_cache(job)
     started = time.perf_counter()
     try:
         result = grade(job)

@@ -98,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="grading recipe (default: quick)")
     grade.add_argument("--jobs", type=int, default=1, help="submissions graded in parallel")
     grade.add_argument("--force", action="store_true", help="regrade submissions already graded")
+    grade.add_argument("--no-cache", action="store_true",
+                       help="train every model; neither read nor fill the training cache "
+                       "(default: OUT/.cache/training, or GRADER_TRAINING_CACHE)")
     grade.add_argument("--data", action="append", type=_data_option, default=[],
                        metavar="KEY=PATH",
                        help="a data file the assignment declares (assignment.toml [data.KEY]); "
@@ -213,6 +216,7 @@ def _run(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             force=args.force,
             data=data,
+            no_cache=args.no_cache,
             isolation=None if args.isolation == "auto" else args.isolation,
             backend=args.backend,
             address=args.address,

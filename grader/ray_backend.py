@@ -244,9 +244,15 @@ def grade_task(spec: dict[str, Any], notebook: bytes | None,
             {k: v for k, v in given.items() if v.exists()})
         data = {k: v for k, v in here.items() if v is not None}
         out = tmp / "out"
+        # The training cache: GRADER_TRAINING_CACHE (forwarded from the driver: a folder every
+        # node mounts shares it across the cluster), else one per node, shared by its tasks.
+        cache = None
+        if spec.get("training_cache"):
+            shared = env.get("GRADER_TRAINING_CACHE") or os.environ.get("GRADER_TRAINING_CACHE")
+            cache = Path(shared) if shared else tmp_root / "grader-training-cache"
         job = Job(notebook=path, student=spec["student"], assignment=spec["assignment"],
                   profile=spec["profile"], out_dir=out, data=data,
-                  isolation=spec["isolation"])
+                  isolation=spec["isolation"], training_cache=cache)
         with _environ(env):
             grading_started = time.perf_counter()
             result = grade_in_subprocess(job)
@@ -276,6 +282,7 @@ def task_spec(job: Job) -> tuple[dict[str, Any], bytes | None]:
         "notebook": str(job.notebook), "notebook_name": job.notebook.name,
         "student": job.student, "assignment": job.assignment, "profile": job.profile,
         "data": {k: str(v) for k, v in job.data.items()}, "isolation": job.isolation,
+        "training_cache": job.training_cache is not None,
         "size": None}
     try:
         size = job.notebook.stat().st_size

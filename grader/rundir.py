@@ -152,6 +152,12 @@ class RunDir:
     def grades(self) -> Path:
         return self.root / GRADES
 
+    @property
+    def training_cache(self) -> Path:
+        """The run's training cache (``grader.training_cache``): a dot-folder, so never a
+        student's, and under ``--out``, which the sandbox never sees."""
+        return self.root / ".cache" / "training"
+
     def folder(self, folder: str) -> Path:
         return self.root / folder
 

@@ -327,7 +327,7 @@ class _Plan:
 
 
 def _plan(found: list[Found], *, out: Path, assignment: str, profile: str, force: bool,
-          data: dict[str, Path], isolation: str | None) -> _Plan:
+          data: dict[str, Path], isolation: str | None, training_cache: Path | None) -> _Plan:
     run_dir = RunDir(out)
     run_dir.prepare(assignment)
     records = run_dir.records()
@@ -340,7 +340,8 @@ def _plan(found: list[Found], *, out: Path, assignment: str, profile: str, force
         students[folder] = item.student
         hashes[folder] = notebook_sha256(item.notebook)
         jobs.append(Job(notebook=item.notebook, student=folder, assignment=assignment,
-                        profile=profile, out_dir=out, data=data, isolation=isolation))
+                        profile=profile, out_dir=out, data=data, isolation=isolation,
+                        training_cache=training_cache))
         record = records.get(item.student)
         if (not force and record is not None and run_dir.result_path(folder).exists()
                 and record.sha256 != hashes[folder]):
@@ -383,9 +384,18 @@ def _finisher(plan: _Plan, tally: _Tally) -> Callable[[SubmissionResult, bool], 
     return finish
 
 
+def training_cache_folder(out: Path) -> Path:
+    """``GRADER_TRAINING_CACHE`` (a cache shared across runs, or by a Ray cluster's nodes on a
+    shared folder), else the run's own ``OUT/.cache/training``."""
+    from grader.training_cache import CACHE_ENV
+
+    shared = os.environ.get(CACHE_ENV)
+    return Path(shared).resolve() if shared else RunDir(out).training_cache
+
+
 def main(*, submissions: list[Path], assignment: str, out: Path, profile: str, jobs: int,
          force: bool, data: dict[str, Path] | None = None, isolation: str | None = None,
-         backend: str = "local",
+         backend: str = "local", no_cache: bool = False,
          address: str | None = None, progress: bool = True) -> int:
     """`grader grade`: 0 when every submission was graded, 1 when the grader itself failed on
     one, 130 after Ctrl-C (what finished is kept; the same command resumes)."""
@@ -395,7 +405,7 @@ def main(*, submissions: list[Path], assignment: str, out: Path, profile: str, j
     try:
         return _main(submissions=submissions, assignment=assignment, out=out, profile=profile,
                      jobs=jobs, force=force, data=data or {}, isolation=isolation,
-                     backend=backend,
+                     backend=backend, no_cache=no_cache,
                      address=address, progress=progress, tally=tally)
     except (KeyboardInterrupt, Interrupted):
         _CHECKERS.stop_all()
@@ -405,6 +415,7 @@ def main(*, submissions: list[Path], assignment: str, out: Path, profile: str, j
 
 def _main(*, submissions: list[Path], assignment: str, out: Path, profile: str, jobs: int,
           force: bool, data: dict[str, Path], isolation: str | None, backend: str,
+          no_cache: bool,
           address: str | None, progress: bool, tally: _Tally) -> int:
     from grader import progress as ui
     from grader.export.gradebook import write_gradebook
@@ -422,7 +433,8 @@ def _main(*, submissions: list[Path], assignment: str, out: Path, profile: str, 
                   if path is not None}
     out = out.resolve()
     plan = _plan(found, out=out, assignment=assignment, profile=profile, force=force,
-                 data=found_data, isolation=isolation)
+                 data=found_data, isolation=isolation,
+                 training_cache=None if no_cache else training_cache_folder(out))
     tally.total = len(plan.jobs)
     finish = _finisher(plan, tally)
     if backend == "ray":

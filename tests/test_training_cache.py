@@ -324,3 +324,60 @@ def test_a_cached_training_is_exactly_the_training(small, tmp_path, monkeypatch)
         return replace(outcome, seconds=0.0)
 
     assert timeless(stored) == timeless(uncached) == timeless(renamed_uncached)
+
+
+# -- through `grader grade`: the same results with and without the cache --------------------
+
+
+def _comparable(path: Path) -> dict[str, object]:
+    """A result.full.json without what only timing changes (seconds, per test and in figures)."""
+    result = json.loads(path.read_text())
+    kept = {k: v for k, v in result.items() if k not in ("seconds", "notebook", "student")}
+    tests = []
+    for test in result["tests"]:
+        test = {k: v for k, v in test.items() if k != "seconds"}
+        figures = test.get("figures") or {}
+        test["figures"] = {name: {k: v for k, v in figure.items() if k != "seconds"}
+                           if isinstance(figure, dict) else figure
+                           for name, figure in figures.items()}
+        tests.append(test)
+    kept["tests"] = tests
+    return kept
+
+
+@pytest.mark.slow
+def test_grading_with_the_cache_gives_the_results_of_grading_without_it(tmp_path):
+    """Two students hand in the reference (one with its layers renamed): with the cache each
+    distinct model trains once for the class; without it every model trains; every result is
+    the same apart from timing."""
+    import shutil
+
+    from tests.conftest import SAMPLES, run_grader
+
+    reference = SAMPLES / "mnist" / "reference.ipynb"
+    submitted = tmp_path / "submitted"
+    submitted.mkdir()
+    shutil.copy(reference, submitted / "ada.ipynb")
+    renamed = reference.read_text()
+    for old, new in (('layers.Dense(128, activation=\\"relu\\")',
+                      'layers.Dense(128, activation=\\"relu\\", name=\\"hidden\\")'),
+                     ('name=\\"mlp\\"', 'name=\\"bobs_mlp\\"')):
+        assert old in renamed, old
+        renamed = renamed.replace(old, new)
+    (submitted / "bob.ipynb").write_text(renamed)
+    env = {"MNIST_NPZ": mnist_npz()}
+    env.pop("GRADER_TRAINING_CACHE", None)
+    cached, uncached = tmp_path / "cached", tmp_path / "uncached"
+    done = run_grader("grade", str(submitted), "--assignment", "mnist", "--out", str(cached),
+                      "--jobs", "1", "--quiet", env=env)
+    assert done.returncode == 0, done.stderr
+    entries = sorted((cached / ".cache" / "training").glob("*.json"))
+    assert len(entries) == 4, "one training per distinct model (MLP, CNN, LSTM, GRU)"
+    done = run_grader("grade", str(submitted / "ada.ipynb"), "--assignment", "mnist", "--out",
+                      str(uncached), "--no-cache", "--quiet", env=env)
+    assert done.returncode == 0, done.stderr
+    assert not (uncached / ".cache").exists()
+    baseline = _comparable(uncached / "ada" / "result.full.json")
+    assert baseline["tests"], "graded"
+    for student in ("ada", "bob"):
+        assert _comparable(cached / student / "result.full.json") == baseline, student
