@@ -207,6 +207,9 @@ def nbgrader_course(assignment: str, work: Path) -> Path:
         (template / "solutions").mkdir(parents=True)
         shutil.copy(ROOT / "nbgrader_config.py", template / "nbgrader_config.py")
         shutil.copytree(ROOT / "solutions" / assignment, template / "solutions" / assignment)
+        # The hidden suite: the autograder cells find it in the course folder nbgrader runs in.
+        shutil.copytree(ROOT / "autograde_tests" / assignment,
+                        template / "autograde_tests" / assignment)
         done = subprocess.run(
             [str(BIN / "nbgrader"), "generate_assignment", assignment, "--force"],
             cwd=template, env=_env(), capture_output=True, text=True)

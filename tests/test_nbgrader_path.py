@@ -149,7 +149,9 @@ def test_gradebook_totals_are_full_zero_and_the_intact_functions(course: Path, n
     points = load_assignment(name).points_by_function()
     intact = sum(p for f, p in points.items() if f not in BROKEN[name])
     totals = {s: sum(gradebook_points(course, name, s).values()) for s in STUDENTS}
-    assert totals == {"reference": sum(points.values()), "untouched": 0.0, "mistake": intact}
+    assert (totals["reference"], totals["untouched"]) == (sum(points.values()), 0.0)
+    # The broken functions lose points (not always all: a wrong backward is still NumPy only).
+    assert intact <= totals["mistake"] < sum(points.values())
     mistake = gradebook_points(course, name, "mistake")
     assert {f for f, p in mistake.items() if p != points[f]} == BROKEN[name]
 
@@ -228,7 +230,7 @@ def test_bridge_writes_grader_scores_as_manual_scores(course: Path, tmp_path: Pa
     shutil.copytree(course / "graded" / "mnist", results)
     # The hardened path disagrees on one student's CNN (as it would for a submission that
     # cheats the in-kernel path): its score is the one that must reach the export.
-    path = results / "reference" / "results.json"
+    path = results / "reference" / "result.full.json"
     data = json.loads(path.read_text())
     for test in data["tests"]:
         if test["name"] == "build_cnn: parameter count":
