@@ -83,6 +83,20 @@ DEFAULT_MEMORY_MB = {False: 2048, True: 4096}  # keyed by "the assignment needs 
 Callback = Callable[[SubmissionResult, bool], None]
 
 
+def require_ray() -> None:
+    """The install hint as a ConfigurationError when Ray is missing, without importing it."""
+    import importlib.util
+
+    if sys.modules.get("ray", False) is None:
+        raise ConfigurationError(INSTALL_HINT)
+    try:
+        found = importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ConfigurationError(INSTALL_HINT)
+
+
 def import_ray() -> Any:
     """Ray, or the install hint as a ConfigurationError."""
     try:
@@ -343,21 +357,25 @@ def gcs_accepts(address: str, token: str | None, *, timeout: float = 10) -> bool
     """Whether the GCS at ``HOST:PORT`` answers a request that carries ``token`` (None: no
     token): True when it answers, False when it refuses the token, None when it cannot tell
     (no answer, or not a Ray GCS)."""
+    # Plain gRPC, not Ray's generated stubs: importing ray loads its core, which reads
+    # RAY_AUTH_MODE once, and the caller sets that only after this answer.
     try:
         import grpc  # installed with Ray
-        from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
     except ImportError:
         return None
-    messages: Any = gcs_service_pb2
     metadata = [("authorization", f"Bearer {token}")] if token else []
     with grpc.insecure_channel(address) as channel:
-        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        # An empty GetClusterIdRequest serialises to no bytes; the reply is not parsed.
+        call = channel.unary_unary(GCS_GET_CLUSTER_ID, request_serializer=bytes,
+                                   response_deserializer=bytes)
         try:
-            stub.GetClusterId(messages.GetClusterIdRequest(), timeout=timeout,
-                              metadata=metadata)
+            call(b"", timeout=timeout, metadata=metadata)
         except grpc.RpcError as exc:
             return False if exc.code() == grpc.StatusCode.UNAUTHENTICATED else None
     return True
+
+
+GCS_GET_CLUSTER_ID = "/ray.rpc.NodeInfoGcsService/GetClusterId"
 
 
 def _open_cluster(address: str) -> None:
@@ -397,6 +415,19 @@ def _check_authentication(address: str) -> None:
     os.environ["RAY_AUTH_MODE"] = "token"  # Ray sends a token to a given address only so
 
 
+def _check_address(address: str | None) -> None:
+    """For a HOST:PORT address, before Ray is imported (its core reads RAY_AUTH_MODE once, at
+    import): fail at once when nobody answers, refuse a cluster without authentication, and
+    make Ray send this machine's token to one with it."""
+    target = address or os.environ.get("RAY_ADDRESS") or None
+    already = sys.modules.get("ray")
+    if already is not None and already.is_initialized():
+        return
+    if target and _host_port(target):
+        _check_reachable(target)
+        _check_authentication(target)
+
+
 def _connect(ray: Any, address: str | None) -> bool:
     """Connect to the cluster (``address``, else ``RAY_ADDRESS``, else the cluster started on
     this machine, else a new local one), refusing one without authentication. True when this
@@ -404,9 +435,6 @@ def _connect(ray: Any, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     target = address or os.environ.get("RAY_ADDRESS") or None
-    if target and _host_port(target):
-        _check_reachable(target)
-        _check_authentication(target)
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -619,10 +647,12 @@ def run(jobs: list[Job], *, address: str | None, force: bool,
     from grader.rundir import RunDir
     from grader.runner import split_finished
 
-    ray = import_ray()
+    require_ray()
     results, todo = split_finished(jobs, force=force, on_done=on_done)
     if not todo:
         return [results[job.student] for job in jobs]
+    _check_address(address)
+    ray = import_ray()
     out = todo[0].out_dir
     tally = _Tally(results)
     needs_tf = _needs_tensorflow(todo)
