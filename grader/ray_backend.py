@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grader import _interrupt
 from grader.check_one import Job, failed_result, write_outputs
 from grader.errors import ConfigurationError
 from grader.results import SubmissionResult
@@ -616,6 +617,7 @@ def _grade_all(ray: Any, todo: list[Job], tally: _Tally, on_done: Callback | Non
                 spec, notebook = task_spec(job)
                 pending[task.remote(spec, notebook, env)] = job
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            _interrupt.check()
             for ref in done:
                 job = pending.pop(ref)
                 result, attempt = _finish(ray, ref, job, resources)

@@ -18,10 +18,11 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader import _interrupt
 from grader.check_one import Job, failed_result, write_outputs
 from grader.course import load_assignment
 from grader.errors import ConfigurationError
@@ -299,11 +300,15 @@ def run(jobs: list[Job], *, workers: int, force: bool,
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
         futures = {pool.submit(grade_one, job): job for job in todo}
-        for future in as_completed(futures):
-            result = future.result()
-            results[futures[future].student] = result
-            if on_done:
-                on_done(result, False)
+        waiting = set(futures)
+        while waiting:
+            done, waiting = wait(waiting, timeout=1.0, return_when=FIRST_COMPLETED)
+            _interrupt.check()
+            for future in done:
+                result = future.result()
+                results[futures[future].student] = result
+                if on_done:
+                    on_done(result, False)
     except KeyboardInterrupt:
         pool.shutdown(wait=False, cancel_futures=True)
         _CHECKERS.stop_all()
@@ -402,15 +407,16 @@ def main(*, submissions: list[Path], assignment: str, out: Path, profile: str, j
     from grader import progress as ui
 
     tally = _Tally()
-    try:
-        return _main(submissions=submissions, assignment=assignment, out=out, profile=profile,
-                     jobs=jobs, force=force, data=data or {}, isolation=isolation,
-                     backend=backend, no_cache=no_cache,
-                     address=address, progress=progress, tally=tally)
-    except (KeyboardInterrupt, Interrupted):
-        _CHECKERS.stop_all()
-        ui.print_interrupted(tally.graded, tally.total, out.resolve())
-        return INTERRUPTED
+    with _interrupt.recorded():
+        try:
+            return _main(submissions=submissions, assignment=assignment, out=out,
+                         profile=profile, jobs=jobs, force=force, data=data or {},
+                         isolation=isolation, backend=backend, no_cache=no_cache,
+                         address=address, progress=progress, tally=tally)
+        except (KeyboardInterrupt, Interrupted):
+            _CHECKERS.stop_all()
+            ui.print_interrupted(tally.graded, tally.total, out.resolve())
+            return INTERRUPTED
 
 
 def _main(*, submissions: list[Path], assignment: str, out: Path, profile: str, jobs: int,
