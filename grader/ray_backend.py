@@ -617,15 +617,16 @@ def _grade_all(ray: Any, todo: list[Job], tally: _Tally, on_done: Callback | Non
                 spec, notebook = task_spec(job)
                 pending[task.remote(spec, notebook, env)] = job
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            _interrupt.check()
             for ref in done:
-                job = pending.pop(ref)
-                result, attempt = _finish(ray, ref, job, resources)
-                tally.results[job.student] = result
-                tally.graded += 1
-                tally.retried += attempt > 0
-                if on_done:
-                    on_done(result, False)
+                with _interrupt.deferred():  # written and counted together
+                    job = pending.pop(ref)
+                    result, attempt = _finish(ray, ref, job, resources)
+                    tally.results[job.student] = result
+                    tally.graded += 1
+                    tally.retried += attempt > 0
+                    if on_done:
+                        on_done(result, False)
+            _interrupt.check()
     except KeyboardInterrupt:
         _cancel(ray, list(pending))
         raise

@@ -302,13 +302,13 @@ def run(jobs: list[Job], *, workers: int, force: bool,
         futures = {pool.submit(grade_one, job): job for job in todo}
         waiting = set(futures)
         while waiting:
-            done, waiting = wait(waiting, timeout=1.0, return_when=FIRST_COMPLETED)
-            _interrupt.check()
-            for future in done:
-                result = future.result()
-                results[futures[future].student] = result
-                if on_done:
-                    on_done(result, False)
+            with _interrupt.deferred():  # what finished is recorded and counted first
+                done, waiting = wait(waiting, timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in done:
+                    result = future.result()
+                    results[futures[future].student] = result
+                    if on_done:
+                        on_done(result, False)
     except KeyboardInterrupt:
         pool.shutdown(wait=False, cancel_futures=True)
         _CHECKERS.stop_all()

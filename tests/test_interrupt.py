@@ -35,3 +35,14 @@ def test_a_dropped_ctrl_c_is_still_seen_by_the_next_check(capsys: pytest.Capture
 def test_without_ctrl_c_check_does_nothing():
     with _interrupt.recorded():
         _interrupt.check()
+
+
+def test_ctrl_c_inside_a_deferred_block_is_raised_at_its_end():
+    steps = []
+    with _interrupt.recorded():
+        with pytest.raises(KeyboardInterrupt):
+            with _interrupt.deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                steps.append("written")
+                steps.append("counted")
+        assert steps == ["written", "counted"]
