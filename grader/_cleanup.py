@@ -31,7 +31,7 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,20 +92,14 @@ def remove(path: Path) -> bool:
     return not os.path.lexists(path)
 
 
-def sweep_stale(tmp: Path | None = None, *, min_age: float = MIN_AGE_SECONDS) -> list[Path]:
-    """Remove the grader's temporary entries in ``tmp`` (default: the temporary folder,
-    ``tempfile.gettempdir()``) whose process is gone; return them.
-
-    See the module's docstring for what counts as stale. Errors are not raised: an entry that
-    cannot be removed stays for the next sweep.
-    """
-    removed: list[Path] = []
+def _own_entries(tmp: Path | None) -> Iterator[tuple[os.DirEntry[str], int, os.stat_result]]:
+    """The grader's entries in ``tmp`` (default: ``tempfile.gettempdir()``) that this user
+    owns: each with the pid its name carries and its own (not a link's target) status."""
     uid = os.geteuid()
-    now = time.time()
     try:
         entries = list(os.scandir(tmp or tempfile.gettempdir()))
     except OSError:
-        return removed
+        return
     for entry in entries:
         pid = owner_pid(entry.name)
         if pid is None:
@@ -114,36 +108,34 @@ def sweep_stale(tmp: Path | None = None, *, min_age: float = MIN_AGE_SECONDS) ->
             info = entry.stat(follow_symlinks=False)
         except OSError:
             continue
+        if info.st_uid == uid:
+            yield entry, pid, info
+
+
+def _remove_all(paths: Iterator[Path]) -> list[Path]:
+    return [path for path in paths if remove(path)]
+
+
+def sweep_stale(tmp: Path | None = None, *, min_age: float = MIN_AGE_SECONDS) -> list[Path]:
+    """Remove the grader's temporary entries in ``tmp`` (default: the temporary folder,
+    ``tempfile.gettempdir()``) whose process is gone; return them.
+
+    See the module's docstring for what counts as stale. Errors are not raised: an entry that
+    cannot be removed stays for the next sweep.
+    """
+    now = time.time()
+
+    def stale(entry: os.DirEntry[str], pid: int, info: os.stat_result) -> bool:
         kind_ok = (stat.S_ISREG(info.st_mode) if entry.name.startswith("grader-job-")
                    else stat.S_ISDIR(info.st_mode))
-        if (not kind_ok or info.st_uid != uid or now - info.st_mtime < min_age
-                or pid_alive(pid)):
-            continue
-        path = Path(entry.path)
-        if remove(path):
-            removed.append(path)
-    return removed
+        return kind_ok and now - info.st_mtime >= min_age and not pid_alive(pid)
+
+    return _remove_all(Path(entry.path) for entry, pid, info in _own_entries(tmp)
+                       if stale(entry, pid, info))
 
 
 def remove_owned_by(pids: set[int], tmp: Path | None = None) -> list[Path]:
     """Remove at once (whatever their age) the grader's temporary entries of ``pids``, processes
     the caller has just ended itself; entries of a process still running are kept."""
-    removed: list[Path] = []
-    uid = os.geteuid()
-    try:
-        entries = list(os.scandir(tmp or tempfile.gettempdir()))
-    except OSError:
-        return removed
-    for entry in entries:
-        pid = owner_pid(entry.name)
-        if pid is None or pid not in pids or pid_alive(pid):
-            continue
-        try:
-            if entry.stat(follow_symlinks=False).st_uid != uid:
-                continue
-        except OSError:
-            continue
-        path = Path(entry.path)
-        if remove(path):
-            removed.append(path)
-    return removed
+    return _remove_all(Path(entry.path) for entry, pid, _ in _own_entries(tmp)
+                       if pid in pids and not pid_alive(pid))
