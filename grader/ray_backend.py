@@ -293,12 +293,9 @@ def task_spec(job: Job) -> tuple[dict[str, Any], bytes | None]:
     """The task's arguments for ``job``: a JSON-able description and the notebook's bytes."""
     from grader.extract import MAX_NOTEBOOK_BYTES
 
-    spec: dict[str, Any] = {
-        "notebook": str(job.notebook), "notebook_name": job.notebook.name,
-        "student": job.student, "assignment": job.assignment, "profile": job.profile,
-        "data": {k: str(v) for k, v in job.data.items()}, "isolation": job.isolation,
-        "training_cache": job.training_cache is not None,
-        "size": None}
+    # The job as the checking process gets it; the node picks its own output and cache folders.
+    spec: dict[str, Any] = {**job.spec(), "notebook_name": job.notebook.name,
+                            "training_cache": job.training_cache is not None, "size": None}
     try:
         size = job.notebook.stat().st_size
         if size > MAX_NOTEBOOK_BYTES:
