@@ -219,15 +219,6 @@ class _Checkers:
 _CHECKERS = _Checkers()
 
 
-def _die_with_parent() -> None:
-    """The checking process gets SIGKILL when the thread that started (and waits for) it dies,
-    so that a killed grader or Ray worker leaves no orphan grading on."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-
-
 def grade_in_subprocess(job: Job) -> SubmissionResult:
     """Grade one submission in a fresh checking process; the grader's own crash is recorded.
 
@@ -243,11 +234,14 @@ def grade_in_subprocess(job: Job) -> SubmissionResult:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")  # -I ignores PYTHON* variables
     log = run_dir.log_path(job.student)
     limit = check_seconds()
+    # The checking process dies with the thread that waits for it, so that a killed grader or
+    # Ray worker leaves no orphan grading on.
+    from grader.sandbox.isolation import die_with_parent
     try:
         with open(log, "wb") as sink:
             proc = _CHECKERS.start([sys.executable, "-I", "-m", "grader.check_one", handle.name],
                                    stdout=sink, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True, preexec_fn=_die_with_parent)
+                                   start_new_session=True, preexec_fn=die_with_parent)
             try:
                 code = proc.wait(timeout=limit)
             except subprocess.TimeoutExpired:

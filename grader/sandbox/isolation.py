@@ -460,7 +460,8 @@ def _userns_argv() -> list[str]:
     return [_tool("unshare") or "unshare", "--user", "--"]
 
 
-def _preexec_die_with_parent() -> None:
+def die_with_parent() -> None:
+    """For ``preexec_fn``: the child gets SIGKILL when the thread that started it ends."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
@@ -565,7 +566,7 @@ def _spawn_bubblewrap(
             cwd="/",
             pass_fds=(args_fd, *data_fds),
             start_new_session=True,
-            preexec_fn=_preexec_die_with_parent,
+            preexec_fn=die_with_parent,
         )
     finally:
         for fd in (args_fd, *data_fds):
@@ -605,7 +606,7 @@ def _spawn_namespaces(
         env={**env, _SCRIPT_VARIABLE: script},
         cwd="/",
         start_new_session=True,
-        preexec_fn=_preexec_die_with_parent,
+        preexec_fn=die_with_parent,
     )
 
 
@@ -730,7 +731,7 @@ def _spawn_rlimits(
     argv: list[str], scratch: Path, env: Mapping[str, str], limits: Limits
 ) -> subprocess.Popen[bytes]:
     def preexec() -> None:
-        _preexec_die_with_parent()
+        die_with_parent()
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
