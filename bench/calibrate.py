@@ -166,10 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         print(summarize(runs, args.margin, profile.thresholds))
         return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from grader.data import load_mnist
+    from grader.course import load_assignment
+    from grader.data import load_dataset
     from grader.training import device_description
 
-    data = load_mnist()
+    data = load_dataset(load_assignment("mnist"), "mnist")
     builders = reference_builders()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     print(f"device {device_description()}, profile {profile.name}, data {data.source}",

@@ -40,14 +40,16 @@ def reference_namespace(assignment: str, preamble: str) -> dict[str, Any]:
 
 def mnist_limit() -> dict[str, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from grader.data import load_mnist
+    from grader.course import load_assignment
+    from grader.data import load_dataset
     from grader.profiles import MODEL_KINDS, get_profile
     from grader.training import train_and_evaluate
 
     namespace = reference_namespace(
         "mnist", "import numpy as np\nimport keras\nfrom keras import layers\nnum_classes = 10\n")
-    profile = get_profile("quick")
-    data = load_mnist()
+    assignment = load_assignment("mnist")
+    profile = get_profile("quick", assignment)
+    data = load_dataset(assignment, "mnist")
     models: dict[str, Any] = {}
     total = 0.0
     for kind in MODEL_KINDS:

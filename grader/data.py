@@ -16,13 +16,9 @@ import numpy as np
 
 from grader.course import (
     Assignment,
-    DataFile,
-    discover_assignments,
-    find_course_root,
     keras_home,
-    load_assignment,
 )
-from grader.errors import ConfigurationError, DataUnavailable
+from grader.errors import DataUnavailable
 
 TRAIN_TEST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -96,39 +92,4 @@ def load_dataset(assignment: Assignment, key: str, explicit: str | os.PathLike[s
             places.append(str(spec.cache_path))
         raise DataUnavailable(f"the data file {key!r} of {assignment.name!r} is not found: "
                               f"expected it at {' or '.join(places)}")
-    return Dataset(source=str(found), **read_npz(found))
-
-
-# --- Old names, kept until their last callers read the assignment's declaration ------------
-
-
-#: The environment variable behind the old single-dataset options of runner and check_one.
-LEGACY_ENV = "MNIST_NPZ"
-
-
-def _declared_with_env(env: str) -> DataFile | None:
-    """The first data file of the course's assignments read from the variable ``env``."""
-    root = find_course_root()
-    for name in discover_assignments(root) if root else ():
-        try:
-            declared = load_assignment(name, root).data
-        except ConfigurationError:
-            continue
-        for spec in declared:
-            if spec.env == env:
-                return spec
-    return None
-
-
-def find_mnist(path: str | os.PathLike[str] | None = None) -> Path | None:
-    """The data file behind the old single-dataset options: ``path``, else the course's data
-    file read from :data:`LEGACY_ENV` (that variable, then its place in Keras' cache)."""
-    spec = _declared_with_env(LEGACY_ENV) or DataFile(key="data", env=LEGACY_ENV)
-    return spec.find(path)
-
-
-def load_mnist(path: str | os.PathLike[str] | None = None) -> Dataset:
-    found = find_mnist(path)
-    if found is None:
-        raise DataUnavailable(f"the data file is not available: set {LEGACY_ENV}")
     return Dataset(source=str(found), **read_npz(found))

@@ -205,9 +205,10 @@ def _listeners() -> Iterator[socket.socket]:
 
 def _mnist_or_skip() -> Path:
     """The mnist suite trains in the checking process: it needs the real data (SPEC §2)."""
-    from grader.data import find_mnist
+    from grader.course import load_assignment
+    from grader.data import find_data
 
-    found = find_mnist(None)
+    found = find_data(load_assignment("mnist"), "mnist")
     if found is None:
         pytest.skip("MNIST is not available here: set MNIST_NPZ (see .ci/run)")
     return Path(found)

@@ -351,9 +351,10 @@ def test_mnist_solution_preprocess_matches_spec(mnist_solution: dict[str, Any]) 
 def test_mnist_public_check_cells_pass_on_the_solution(
     mnist_solution: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from grader.data import load_mnist
+    from grader.course import load_assignment
+    from grader.data import load_dataset
 
-    data = load_mnist()
+    data = load_dataset(load_assignment("mnist"), "mnist")
     namespace = dict(mnist_solution, train_images=data.x_train[:10], train_labels=data.y_train[:10])
     for cell in checks_of(master("mnist")):
         exec(compile(cell.source, cell.get("id", "check"), "exec"), namespace)

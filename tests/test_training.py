@@ -86,12 +86,14 @@ def test_a_sparse_loss_is_refused_with_the_fix():
 def small():
     """Real MNIST and a one-epoch recipe on 2,000 images: enough to compare two runs."""
     from grader.course import load_assignment
-    from grader.data import load_mnist
+    from grader.data import load_dataset
     from grader.profiles import get_profile
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    profile = get_profile("quick", load_assignment("mnist"))
-    return load_mnist(mnist_npz()), replace(profile, train_size=2_000, epochs={"mlp": 1})
+    assignment = load_assignment("mnist")
+    profile = get_profile("quick", assignment)
+    data = load_dataset(assignment, "mnist", mnist_npz())
+    return data, replace(profile, train_size=2_000, epochs={"mlp": 1})
 
 
 def test_a_model_pretrained_in_any_way_scores_what_the_architecture_scores(small):

@@ -285,12 +285,14 @@ def test_the_environment_chooses_the_folder(monkeypatch, env, folder):
 def small():
     """Real MNIST and the quick MLP recipe on 2,000 images, one epoch."""
     from grader.course import load_assignment
-    from grader.data import load_mnist
+    from grader.data import load_dataset
     from grader.profiles import get_profile
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    profile = get_profile("quick", load_assignment("mnist"))
-    return load_mnist(mnist_npz()), replace(profile, train_size=2_000, epochs={"mlp": 1})
+    assignment = load_assignment("mnist")
+    profile = get_profile("quick", assignment)
+    data = load_dataset(assignment, "mnist", mnist_npz())
+    return data, replace(profile, train_size=2_000, epochs={"mlp": 1})
 
 
 @pytest.mark.slow
