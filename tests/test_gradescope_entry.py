@@ -188,26 +188,30 @@ def test_no_python_with_the_grader_still_leaves_a_result(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_gradescope_zip_runs_end_to_end(tmp_path: Path) -> None:
-    archive_path = tmp_path / "backprop.zip"
-    built = run_grader("gradescope", "backprop", "--out", str(archive_path))
+@pytest.mark.parametrize("assignment", ["backprop", "losses_optimizers"])
+def test_gradescope_zip_runs_end_to_end(tmp_path: Path, assignment: str) -> None:
+    archive_path = tmp_path / f"{assignment}.zip"
+    built = run_grader("gradescope", assignment, "--out", str(archive_path))
     assert built.returncode == 0, built.stdout + built.stderr
     assert built.stdout.strip().splitlines()[-1] == (
-        f"wrote {archive_path}: upload it as the autograder of 'backprop' on Gradescope")
+        f"wrote {archive_path}: upload it as the autograder of '{assignment}' on Gradescope")
     root = tmp_path / "autograder"
     with zipfile.ZipFile(archive_path) as archive:
         names = set(archive.namelist())
         archive.extractall(root / "source")
     assert {"setup.sh", "run_autograder", "pyproject.toml", "grader/cli.py",
-            "autograde_tests/backprop/assignment.toml", "grader-assignment.txt"} <= names
-    assert not any(n.startswith(("autograde_tests/mnist", "solutions/", "tests/")) for n in names)
+            f"autograde_tests/{assignment}/assignment.toml", "grader-assignment.txt"} <= names
+    others = [f"autograde_tests/{a}" for a in ("backprop", "mnist", "losses_optimizers")
+              if a != assignment]
+    assert not any(n.startswith((*others, "solutions/", "tests/")) for n in names)
     # Gradescope keeps the mode bits: run_autograder runs from the unpacked zip.
     run_script = root / "source" / "run_autograder"
     run_script.chmod(0o755)
     (root / "results").mkdir()
     (root / "submission").mkdir()
-    shutil.copy(REFERENCE, root / "submission" / "backprop (1).ipynb")
+    shutil.copy(SAMPLES / assignment / "reference.ipynb",
+                root / "submission" / f"{assignment} (1).ipynb")
     shutil.copy(OTHER, root / "submission" / "mnist.ipynb")
     data = run_autograder(root, script=run_script)
-    assert "assignment=backprop" in data["_log"]  # from the zip, not from a file name
-    assert data["score"] == max_score(), data["_log"]
+    assert f"assignment={assignment}" in data["_log"]  # from the zip, not from a file name
+    assert data["score"] == load_assignment(assignment, REPO).max_score, data["_log"]

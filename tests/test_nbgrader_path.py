@@ -28,7 +28,7 @@ from grader import nbgrader_bridge, release
 from grader.course import course_root, load_assignment
 
 ROOT = course_root()
-ASSIGNMENTS = ("backprop", "mnist")
+ASSIGNMENTS = ("backprop", "mnist", "losses_optimizers")
 STUDENTS = ("reference", "untouched", "mistake")
 #: One realistic mistake per assignment: (solution cell, text, replaced by).
 MISTAKES = {
@@ -36,9 +36,12 @@ MISTAKES = {
     "backprop": ("backward", '"w5": float(delta_o[0] * h1)', '"w5": -float(delta_o[0] * h1)'),
     # A recurrent layer that returns the whole sequence: output (None, 28, 10).
     "mnist": ("build_gru", "layers.GRU(128)", "layers.GRU(128, return_sequences=True)"),
+    # Adam without the first moment's bias correction.
+    "losses_optimizers": ("adam_step", "m_hat = new_m / (1.0 - beta1**t)", "m_hat = new_m"),
 }
 #: The functions each mistake breaks; every other function is intact.
-BROKEN = {"backprop": {"backward", "train_step"}, "mnist": {"build_gru"}}
+BROKEN = {"backprop": {"backward", "train_step"}, "mnist": {"build_gru"},
+          "losses_optimizers": {"adam_step"}}
 
 
 # --- Building the course copy and the students ----------------------------------------------
