@@ -39,7 +39,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "files" / "samples"))
+sys.path.insert(0, str(ROOT / "tests" / "files"))
 
 BROKEN = ("sgd_default_lr", "adam_lr_1", "linear_output", "unscaled_inputs")
 UNDER_THE_RECIPE = BROKEN[:3]
@@ -48,11 +48,11 @@ PREAMBLE = "import numpy as np\nimport keras\nfrom keras import layers\nnum_clas
 
 
 def reference_builders() -> dict[str, Any]:
-    from build import _solutions  # type: ignore[import-not-found]
+    from _nbbuild import solutions  # type: ignore[import-not-found]
 
     namespace: dict[str, Any] = {}
     exec(PREAMBLE, namespace)  # noqa: S102 - our own reference solution
-    for source in _solutions("mnist").values():
+    for source in solutions("mnist").values():
         exec(source, namespace)  # noqa: S102
     return {kind: namespace[f"build_{kind}"] for kind in ("mlp", "cnn", "lstm", "gru")}
 

@@ -24,16 +24,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "files" / "samples"))
+sys.path.insert(0, str(ROOT / "tests" / "files"))
 
-from build import _solutions  # type: ignore[import-not-found]  # noqa: E402
+from _nbbuild import solutions  # type: ignore[import-not-found]  # noqa: E402
 
 
 def reference_namespace(assignment: str, preamble: str) -> dict[str, Any]:
     """The solution notebook's answer cells, executed after ``preamble``."""
     namespace: dict[str, Any] = {}
     exec(preamble, namespace)  # noqa: S102 - our own reference solution
-    for source in _solutions(assignment).values():
+    for source in solutions(assignment).values():
         exec(source, namespace)  # noqa: S102
     return namespace
 

@@ -34,7 +34,7 @@ from grader.extract import extract_answer_code, read_notebook
 from grader.profiles import get_profile
 from grader.results import SubmissionResult, TestResult
 from grader.sandbox.isolation import Isolation, Limits, detect_isolation, limit_details
-from grader.sandbox.worker import forbidden_import_message
+from grader.sandbox.protocol import forbidden_import_message
 from grader.submission import SandboxSubmission
 
 __all__ = ["GRADER_FAILED", "Job", "failed_result", "grade", "main", "write_outputs"]

@@ -11,19 +11,14 @@ Two implementations with one interface:
 from __future__ import annotations
 
 import copy
-import json
 import os
-import selectors
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grader import codec
 from grader.course import Assignment
@@ -37,10 +32,11 @@ from grader.errors import (
     WorkerUnavailable,
 )
 from grader.extract import Extracted
-from grader.sandbox.worker import describe_exception, warn_on_overflow
+from grader.sandbox.client import WorkerClient
+from grader.sandbox.protocol import call_recording_warnings, describe_exception
 
-READY_SECONDS = 60.0
-"""How long a worker may take to start (Python and its imports) before the grader gives up."""
+if TYPE_CHECKING:
+    from grader.sandbox.isolation import Isolation, Limits
 
 
 def _missing(function: str) -> MissingFunction:
@@ -108,14 +104,8 @@ class InProcessSubmission(Submission):
         if not callable(target):
             raise _missing(function)
         args, kwargs = copy.deepcopy((args, kwargs))
-        import warnings
-
-
         try:
-            with warnings.catch_warnings(record=True) as caught, warn_on_overflow():
-                warnings.simplefilter("always")
-                value = target(*args, **kwargs)
-            self.last_warnings = [f"{w.category.__name__}: {w.message}" for w in caught[:10]]
+            value, self.last_warnings = call_recording_warnings(target, args, kwargs)
         except Exception as exc:  # noqa: BLE001 - the student's exception is their result
             raise StudentException(f"{function}() raised {describe_exception(exc)}") from None
         self._counter += 1
@@ -139,35 +129,19 @@ class InProcessSubmission(Submission):
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
-class _OutputDrain(threading.Thread):
-    """Reads the worker's stderr (the student's prints), keeping only the first bytes."""
-
-    def __init__(self, stream: Any, keep: int) -> None:
-        super().__init__(daemon=True)
-        self.stream, self.keep = stream, keep
-        self.kept = bytearray()
-        self.total = 0
-
-    def run(self) -> None:
-        while chunk := self.stream.read1(65536):
-            self.total += len(chunk)
-            if len(self.kept) < self.keep:
-                self.kept += chunk[: self.keep - len(self.kept)]
-
-
 class SandboxSubmission(Submission):
     """The answer code in a sandboxed worker process, answering calls over its pipes.
 
-    Everything crosses as :mod:`grader.codec` messages on the worker's stdin and stdout; this
-    process never opens a path the sandbox can write. Every read and write has a deadline, and
-    every message is bounded before it is parsed. A function that once ran past its time limit
-    is not called again: its later calls fail at once with the same message. A notebook whose
-    loading failed is not loaded again. A worker that dies before its ``ready`` line is the
-    grader's failure (:class:`~grader.errors.WorkerUnavailable`, detail in ``grader_errors``).
+    Everything crosses as :mod:`grader.codec` messages on the worker's stdin and stdout (see
+    :class:`~grader.sandbox.client.WorkerClient`); this process never opens a path the sandbox
+    can write. A function that once ran past its time limit is not called again: its later
+    calls fail at once with the same message. A notebook whose loading failed is not loaded
+    again. A worker that dies before its ``ready`` line is the grader's failure
+    (:class:`~grader.errors.WorkerUnavailable`, detail in ``grader_errors``).
     """
 
-    def __init__(self, extracted: Extracted, assignment: Assignment, *, limits: Any,
-                 isolation: Any, hidden: tuple[Path, ...] = (),
+    def __init__(self, extracted: Extracted, assignment: Assignment, *, limits: Limits,
+                 isolation: Isolation, hidden: tuple[Path, ...] = (),
                  started: float | None = None) -> None:
         super().__init__(assignment)
         self.extracted = extracted
@@ -178,14 +152,11 @@ class SandboxSubmission(Submission):
         # mount point; named so that a sweeper can tell whose it is.
         self._root = Path(tempfile.mkdtemp(prefix=f"grader-sbx-{os.getpid()}-"))
         os.chmod(self._root, 0o711)
+        self._worker = WorkerClient(self._root, limits=limits, isolation=isolation,
+                                    hidden=hidden, hit=self._hit)
         self.load_messages = list(extracted.messages)
         self._deadline = (time.monotonic() if started is None else started) + \
             limits.submission_seconds
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._drain: _OutputDrain | None = None
-        self._scratch: Path | None = None
-        self._inbox = bytearray()
-        self._ready = False
         self._defined: set[str] | None = None
         self._ids = 0
         self._loaded_once = False
@@ -195,220 +166,45 @@ class SandboxSubmission(Submission):
         """Why loading the notebook failed; it is not tried again."""
         self._timed_out: dict[str, str] = {}
         """Functions that ran past their time limit once, with the message of later calls."""
-        self._last_timeout = float(limits.call_seconds)
         self._broken: WorkerUnavailable | None = None
         self.grader_errors: list[str] = []
         """The grader's own failures (staff only), e.g. a worker that could not start."""
         self.current_input = "the notebook"
         """What this process is handling now (named when its own limits are hit)."""
-        self.max_model_params = int(getattr(assignment, "max_model_params", None)
-                                    or codec.DEFAULT_MAX_MODEL_PARAMS)
-
-    # -- process management -------------------------------------------------------------
-    def _worker_argv(self, scratch: Path) -> list[str]:
-        return [sys.executable, "-I", "-m", "grader.sandbox.worker", str(scratch)]
-
-    def _spawn(self) -> None:
-        from grader.sandbox.isolation import python_runtime_paths, spawn_sandboxed
-
-        # A fresh, empty folder each time; the sandbox mounts its own capped tmpfs on it where
-        # the level allows, and this process never opens anything inside it.
-        self._scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=self._root))
-        os.chmod(self._scratch, 0o755)
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(self._scratch),
-            "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": str(self._scratch / ".mpl"),
-            "KERAS_HOME": str(self._scratch / ".keras"),
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-            "CUDA_VISIBLE_DEVICES": "",
-            "PYTHONHASHSEED": "0",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "OMP_NUM_THREADS": "1",
-            "TF_NUM_INTEROP_THREADS": "1",
-            "TF_NUM_INTRAOP_THREADS": "1",
-            "LANG": "C.UTF-8",
-        }
-        self._inbox = bytearray()
-        self._ready = False
-        self._proc = spawn_sandboxed(self._worker_argv(self._scratch), scratch=self._scratch,
-                                     readable=python_runtime_paths(), env=env,
-                                     limits=self.limits, isolation=self.isolation,
-                                     hidden=self.hidden)
-        self._drain = _OutputDrain(self._proc.stderr, self.limits.output_bytes)
-        self._drain.start()
-
-    def _kill(self) -> None:
-        from grader.sandbox.isolation import kill_sandbox
-
-        if self._proc is not None:
-            kill_sandbox(self._proc)
-            if self._drain is not None:
-                self._drain.join(timeout=5)
-                if self._drain.total > self.limits.output_bytes:
-                    self._hit("output")
-            self._proc = None
-            self._pending_load = None
-            self._inbox = bytearray()
+        self.max_model_params = assignment.max_model_params or codec.DEFAULT_MAX_MODEL_PARAMS
 
     def close(self) -> None:
-        self._kill()
-        self._scratch = None
+        self._worker.kill()
+        self._pending_load = None
         shutil.rmtree(self._root, ignore_errors=True)
 
-    def _exit_reason(self) -> str:
-        assert self._proc is not None
-        from grader.sandbox.isolation import exit_signal
-
-        try:
-            code = self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            return "stopped answering"
-        sig = exit_signal(code, self.isolation)
-        if sig is not None:
-            if sig == signal.SIGSEGV:
-                return "crashed with a segmentation fault (SIGSEGV)"
-            if sig == signal.SIGKILL:
-                return "was killed (SIGKILL) — it may have run out of memory or killed itself"
-            if sig == signal.SIGXFSZ:
-                self._hit("output")
-                return "wrote a file larger than the limit (SIGXFSZ)"
-            return f"was killed by signal {sig.name}"
-        return f"exited with status {code} (sys.exit or os._exit in the notebook's code?)"
-
-    def _break(self, what: str) -> WorkerUnavailable:
-        """The worker failed before running any student code: the grader's failure."""
-        reason = "stopped answering" if self._proc is None else self._exit_reason()
-        stderr = bytes(self._drain.kept[-8000:]).decode(errors="replace") if self._drain else ""
-        self._kill()
-        error = WorkerUnavailable(f"{what}: the sandboxed worker {reason} before it was ready "
-                                  f"(isolation {self.isolation.level}); its stderr:\n{stderr}")
-        self._broken = error
-        self.grader_errors.append(error.detail)
-        return error
-
-    # -- protocol -----------------------------------------------------------------------
+    # -- requests, within the submission's time budget ----------------------------------
     def _remaining(self) -> float:
         return self._deadline - time.monotonic()
 
-    def _timeout(self, what: str, timeout: float) -> CallTimeout:
-        self._last_timeout = timeout
+    def _out_of_time(self, what: str) -> SubmissionTimeout:
         self._hit("time")
-        self._kill()
-        return CallTimeout(
-            f"{what}: did not finish within {timeout:.0f} s — look for an infinite loop, a "
-            "blocking call (input(), sleep, network) or a very slow computation")
-
-    def _crashed(self, what: str) -> WorkerCrashed:
-        reason = self._exit_reason()
-        if "memory" in reason:
-            self._hit("memory")
-        self._kill()
-        return WorkerCrashed(f"{what}: the notebook's code {reason}")
+        return SubmissionTimeout(
+            f"{what}: not run — the submission used up its "
+            f"{self.limits.submission_seconds:.0f} s time budget; look for slow loops or very "
+            "large computations")
 
     def _send(self, payload: dict[str, Any], what: str, blobs: list[bytes] | None = None
               ) -> tuple[float, float]:
         """Write one request; returns (when it was sent, how long its reply may take)."""
         if self._remaining() <= 0:
-            self._hit("time")
-            raise SubmissionTimeout(
-                f"{what}: not run — the submission used up its {self.limits.submission_seconds:.0f} s "
-                "time budget; look for slow loops or very large computations"
-            )
-        assert self._proc is not None and self._proc.stdin is not None
+            raise self._out_of_time(what)
         timeout = min(self.limits.call_seconds, self._remaining())
-        started = time.monotonic()
-        if self._ready:
-            self._inbox = bytearray()  # nothing may answer a request before it is sent
-        fd = self._proc.stdin.fileno()
-        os.set_blocking(fd, False)
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_WRITE)
-            for chunk in codec.frame(payload, blobs or []):
-                view = memoryview(chunk)
-                while view:
-                    left = timeout - (time.monotonic() - started)
-                    if not selector.select(timeout=max(left, 0.0)):
-                        raise self._timeout(what, timeout)
-                    try:
-                        view = view[os.write(fd, view[: 2**20]):]
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        raise self._crashed(what) from None
-        return started, timeout
-
-    def _read_message(self, what: str, started: float, timeout: float
-                      ) -> tuple[dict[str, Any], list[bytes]]:
-        """One message from the worker, within the time left and the codec's size limits."""
-        assert self._proc is not None and self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
-        buffer = self._inbox
-        header: dict[str, Any] | None = None
-        sizes: list[int] = []
-        start = end = 0
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while True:
-                if header is None and (newline := buffer.find(b"\n")) >= 0:
-                    header, sizes = self._parse_header(bytes(buffer[:newline]), what)
-                    start = newline + 1
-                    end = start + sum(sizes)
-                if header is None and len(buffer) > codec.MAX_LINE_BYTES:
-                    self._kill()
-                    raise RefusedValue(f"{what}: the reply is larger than "
-                                       f"{codec.MAX_LINE_BYTES} bytes")
-                if header is not None and len(buffer) >= end:
-                    break
-                left = timeout - (time.monotonic() - started)
-                # Past the limit, a reply already waiting is still read: it came while this
-                # process was busy (a load sent by start()), and that delay is not the student's.
-                if not selector.select(timeout=max(left, 0.0)):
-                    if not self._ready:
-                        raise self._break(f"{what}: no answer within {timeout:.0f} s")
-                    raise self._timeout(what, timeout)
-                chunk = os.read(fd, 2**20)
-                if not chunk:
-                    if not self._ready:
-                        raise self._break(what)
-                    raise self._crashed(what)
-                buffer += chunk
-        view = memoryview(buffer)
-        blobs = []
-        for size in sizes:
-            blobs.append(bytes(view[start:start + size]))
-            start += size
-        view.release()
-        del buffer[:end]
-        return header, blobs
-
-    def _parse_header(self, line: bytes, what: str) -> tuple[dict[str, Any], list[int]]:
-        try:
-            header = json.loads(line)
-            if not isinstance(header, dict):
-                raise ValueError("not an object")
-            return header, codec.blob_sizes(header, what)
-        except (ValueError, RecursionError):
-            self._kill()
-            raise RefusedValue(f"{what}: malformed reply from the sandbox") from None
-        except RefusedValue:
-            self._kill()
-            raise
+        return self._worker.send(payload, what, blobs or [], timeout), timeout
 
     def _receive(self, what: str, started: float, timeout: float
                  ) -> tuple[dict[str, Any], list[bytes]]:
-        """Wait for the reply to the request sent at ``started`` (after the worker's ``ready``
-        line, the first time)."""
-        if not self._ready:
-            # The worker's own start-up is the grader's time, not the student's: it has a
-            # limit of its own, and the reply's limit counts from the moment it is ready.
-            header, _ = self._read_message(what, started, max(timeout, READY_SECONDS))
-            if header.get("ready") is not True:
-                raise self._break(f"{what}: the worker's first message was not 'ready'")
-            self._ready = True
-            started = max(started, time.monotonic() - 0.05)
-        return self._read_message(what, started, timeout)
+        try:
+            return self._worker.receive(what, started, timeout)
+        except WorkerUnavailable as error:
+            self._broken = error
+            self.grader_errors.append(error.detail)
+            raise
 
     def start(self) -> None:
         """Start the worker and send it the notebook without waiting for the reply, so that its
@@ -416,16 +212,16 @@ class SandboxSubmission(Submission):
         does next. The first call that needs the notebook then waits for the reply, within the
         loading call's time limit counted from now; a reply that is complete by then is read even
         if the checking process was busy past that limit. Optional: calls start it when needed."""
-        if (self._proc is not None or self._pending_load is not None or not self.extracted.cells
+        if (self._worker.running or self._pending_load is not None or not self.extracted.cells
                 or self._load_failure is not None or self._broken is not None):
             return
-        self._spawn()
+        self._worker.start()
         cells = [{"index": c.index, "source": c.source} for c in self.extracted.cells]
         try:
             self._pending_load = self._send(
                 {"op": "load", "cells": cells,
                  "forbidden": list(self.assignment.forbidden_imports),
-                 "forbidden_message": str(getattr(self.assignment, "forbidden_message", "") or ""),
+                 "forbidden_message": self.assignment.forbidden_message,
                  "keras": self.assignment.needs_tensorflow},
                 "loading the notebook")
         except (WorkerCrashed, SubmissionTimeout, CallTimeout) as exc:
@@ -436,7 +232,7 @@ class SandboxSubmission(Submission):
             raise self._broken
         if self._load_failure is not None:
             raise self._load_failure
-        if self._proc is None and self._pending_load is None:
+        if not self._worker.running and self._pending_load is None:
             self.start()
             if self._load_failure is not None:
                 raise self._load_failure
@@ -451,7 +247,7 @@ class SandboxSubmission(Submission):
             raise
         if reply.get("ok") is False and reply.get("kind") == "grader":
             self.grader_errors.append(f"the worker could not prepare: {reply.get('message')}")
-            self._kill()
+            self._worker.kill()
             self._broken = WorkerUnavailable(str(reply.get("message", ""))[:4000])
             raise self._broken
         defined = reply.get("defined", [])
@@ -482,11 +278,7 @@ class SandboxSubmission(Submission):
         if function in self._timed_out:
             raise CallTimeout(self._timed_out[function])
         if self._remaining() <= 0:
-            self._hit("time")
-            raise SubmissionTimeout(
-                f"{what}: not run — the submission used up its "
-                f"{self.limits.submission_seconds:.0f} s time budget; look for slow loops or "
-                "very large computations")
+            raise self._out_of_time(what)
         try:
             self._ensure_loaded()
         except (WorkerCrashed, CallTimeout, RefusedValue) as exc:
@@ -503,7 +295,7 @@ class SandboxSubmission(Submission):
         except CallTimeout as exc:
             self._timed_out[function] = (
                 f"{what}: not run again — an earlier call did not finish within "
-                f"{self._last_timeout:.0f} s; look for an infinite loop, a blocking call "
+                f"{self._worker.last_timeout:.0f} s; look for an infinite loop, a blocking call "
                 "(input(), sleep, network) or a very slow computation")
             raise exc from None
         if not reply.get("ok"):

@@ -25,6 +25,7 @@ from grader.course import load_assignment
 from grader.errors import GRADER_FAILED, CallTimeout, CheckerLimit, WorkerUnavailable
 from grader.extract import extract_answer_code
 from grader.sandbox import isolation as isolation_module
+from grader.sandbox.client import WorkerClient
 from grader.sandbox.isolation import Isolation, Limits, detect_isolation, kill_sandbox, spawn_sandboxed
 from grader.submission import SandboxSubmission
 
@@ -148,8 +149,8 @@ def test_a_worker_that_dies_before_ready_is_the_graders_failure(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """E.g. the worker imported a decoy ``grader`` package, or cannot read the runtime."""
     decoy = "import sys; sys.stderr.write('ModuleNotFoundError: decoy grader'); sys.exit(1)"
-    monkeypatch.setattr(SandboxSubmission, "_worker_argv",
-                        lambda self, scratch: [sys.executable, "-I", "-c", decoy])
+    monkeypatch.setattr(WorkerClient, "worker_argv",
+                        staticmethod(lambda scratch: [sys.executable, "-I", "-c", decoy]))
     submission = _submission("def sigmoid(z):\n    return 0.5\n", call_seconds=20.0)
     try:
         with pytest.raises(WorkerUnavailable) as info:
@@ -167,10 +168,31 @@ def test_a_worker_that_dies_before_ready_is_the_graders_failure(
 
 
 def test_the_worker_is_started_isolated_from_the_current_folder() -> None:
-    submission = _submission("")
-    argv = submission._worker_argv(Path("/scratch"))
-    submission.close()
+    argv = WorkerClient.worker_argv(Path("/scratch"))
     assert argv[:2] == [sys.executable, "-I"]
+
+
+def _modules_after(imports: str) -> set[str]:
+    """The modules a fresh, isolated interpreter holds after ``import <imports>``."""
+    code = f"import sys, {imports}; print('\\n'.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return set(done.stdout.split())
+
+
+def test_the_checking_process_does_not_import_the_worker() -> None:
+    """The module that runs inside the sandbox is the sandbox's alone: the checking process and
+    the worker import what they share from ``grader.sandbox.protocol``."""
+    loaded = _modules_after("grader.check_one, grader.submission")
+    assert "grader.sandbox.protocol" in loaded and "grader.sandbox.client" in loaded
+    assert "grader.sandbox.worker" not in loaded
+
+
+def test_the_worker_imports_no_numerical_library_before_its_first_request() -> None:
+    loaded = _modules_after("grader.sandbox.worker")
+    assert "grader.sandbox.protocol" in loaded
+    assert not loaded & {"numpy", "tensorflow", "keras", "grader.submission"}
 
 
 # -- the checking process opens nothing the sandbox can write ---------------------------------
@@ -189,8 +211,8 @@ def test_links_and_fifos_planted_in_scratch_are_never_opened() -> None:
         assert time.monotonic() - began < 15, "a FIFO blocked the checking process"
         planted = submission.call("listing")
         assert "a1-1.npy" in planted and "fifo-1.npy" in planted, planted
-        assert submission._scratch is not None
-        assert list(submission._scratch.iterdir()) == [], (
+        assert submission._worker.scratch is not None
+        assert list(submission._worker.scratch.iterdir()) == [], (
             "the sandbox's scratch is its own tmpfs: nothing of it shows on the host")
     finally:
         submission.close()

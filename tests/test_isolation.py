@@ -164,6 +164,40 @@ def test_python_runtime_paths_cover_the_interpreter_and_the_grader() -> None:
     assert len(paths) == len(set(paths))
 
 
+def test_one_root_layout_is_rendered_for_bubblewrap_and_for_namespaces(tmp_path: Path) -> None:
+    """What is bound, masked and left out is decided once; both renderers follow it."""
+    course = tmp_path / "course"
+    suites = course / "autograde_tests"
+    (suites / "inner").mkdir(parents=True)
+    data = course / "data.npz"
+    data.write_text("labels")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    layout = isolation_module.root_layout(scratch, [course, suites / "inner"], [suites, data],
+                                          2**20)
+    binds = [m.target for m in layout.of("bind")]
+    assert course in binds and suites / "inner" not in binds, "a path under a hidden one stays out"
+    assert [m.target for m in layout.of("mask")] == [suites, data]
+    assert [(m.target, m.size) for m in layout.of("scratch")] == [(scratch, 2**20)]
+
+    args, fds = isolation_module._bubblewrap_layout_args(layout)
+    for fd in fds:
+        os.close(fd)
+    script = isolation_module._namespace_script(layout)
+    root = str(isolation_module._new_root_mountpoint())
+    for path in binds:
+        assert ["--ro-bind", str(path), str(path)] == args[args.index(str(path)) - 1:][:3]
+        assert f"--rbind '{path}' '{root}{path}'" in script
+    assert ["--perms", "0000", "--tmpfs", str(suites)] == args[args.index(str(suites)) - 3:][:4]
+    assert ["--ro-bind", "/dev/null", str(data)] == args[args.index(str(data)) - 2:][:3]
+    for path in (suites, data):
+        assert f"if [ -d '{root}{path}' ]" in script
+    assert str(suites / "inner") not in args and str(suites / "inner") not in script
+    assert ["--perms", "0777", "--size", str(2**20), "--tmpfs", str(scratch)] == \
+        args[args.index(str(scratch)) - 5:][:6]
+    assert f"size={2**20},nosuid,nodev sandbox-scratch '{root}{scratch}'" in script
+
+
 # ---------------------------------------------------------------------------------------------
 # Identity and environment
 

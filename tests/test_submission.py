@@ -64,7 +64,7 @@ def test_start_without_answer_cells_starts_nothing() -> None:
     submission = _submission("# nothing here yet", call_seconds=3.0)
     try:
         submission.start()
-        assert submission._proc is None
+        assert not submission._worker.running
         assert not submission.defines("sigmoid")
     finally:
         submission.close()

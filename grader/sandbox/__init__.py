@@ -1,4 +1,10 @@
-"""Running student code confined: isolation levels (:mod:`grader.sandbox.isolation`)."""
+"""Running student code confined.
+
+:mod:`grader.sandbox.isolation` confines a process (isolation levels, limits, the sandbox's
+root); :mod:`grader.sandbox.worker` runs inside the sandbox and answers calls;
+:mod:`grader.sandbox.client` is the checking process's end of the worker's pipes;
+:mod:`grader.sandbox.protocol` is what both ends share.
+"""
 
 from grader.sandbox.isolation import (
     LEVELS,

@@ -25,6 +25,9 @@ container lets it work):
     isolation beyond what file permissions give. The scratch directory is a host folder: only
     the per-file size limit holds, not a total.
 
+The two confining levels build one root, described once by :func:`root_layout` and rendered
+as bubblewrap options or as the namespace script.
+
 Every level applies the same resource limits (address space, process count, file size, no core
 files). The process-count limit counts threads too. Where a user namespace can be created for
 the sandbox the count is per sandbox; otherwise every sandbox running as uid 65534 shares it.
@@ -366,6 +369,127 @@ def _tool(name: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
+# The sandbox's root: described once, rendered for bubblewrap and for the namespaces level
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One entry of the sandbox's new root: what appears at ``target``."""
+
+    kind: str
+    """``"bind"``: the host's ``target``, read-only. ``"scratch"``: the scratch directory, an
+    empty tmpfs of ``size`` bytes, writable. ``"tmpfs"``: a private, empty, writable tmpfs of
+    ``size`` bytes (``/tmp``, ``/dev/shm``). ``"symlink"``: a link to ``source``. ``"file"``: a
+    read-only file holding ``source``. ``"proc"``: a fresh ``/proc`` for the pid namespace, or,
+    with ``source`` ``"/proc"``, the host's, read-only. ``"dev"``: a minimal ``/dev`` (null,
+    zero, full, random, urandom, tty and the standard streams). ``"mask"``: a hidden path inside
+    a bound one, covered (a folder by an empty tmpfs nobody may enter, anything else by an empty
+    file nobody may open)."""
+    target: Path
+    source: str = ""
+    mode: int = 0o755
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class RootLayout:
+    """The file system the sandboxed program sees, built by :func:`root_layout` and rendered by
+    :func:`_bubblewrap_layout_args` and :func:`_namespace_script`.
+
+    Entries of one kind are in the order they are mounted (binds and the scratch directory
+    together, parents first); each renderer mounts the kinds in the order its mechanism needs.
+    Nothing else of the host is reachable, and the new root itself is read-only."""
+
+    mounts: tuple[Mount, ...]
+    workdir: Path
+    """Where the program starts: the scratch directory."""
+
+    def of(self, *kinds: str) -> list[Mount]:
+        return [m for m in self.mounts if m.kind in kinds]
+
+
+def root_layout(scratch: Path, readable: Sequence[Path], hidden: Sequence[Path],
+                scratch_bytes: int, *, shared_proc: bool = False) -> RootLayout:
+    """Read-only binds of the system libraries, a few /etc files and ``readable``; the scratch
+    directory as a tmpfs of ``scratch_bytes``; private /tmp and /dev/shm; /proc and a minimal
+    /dev; account files naming root and nobody. A bound path that lies under a ``hidden`` one
+    (or is ``/``) is left out, and a hidden path under a bound one is masked."""
+    mounts: list[Mount] = []
+    requested: list[tuple[Path, str]] = []  # (path, "bind" or "scratch")
+    for tree in _SYSTEM_TREES:
+        if os.path.islink(tree):
+            mounts.append(Mount("symlink", Path(tree), source=os.readlink(tree)))
+        elif os.path.isdir(tree):
+            requested.append((Path(tree), "bind"))
+    requested += [(Path(extra), "bind") for extra in _SYSTEM_FILES if os.path.exists(extra)]
+    requested += [(path, "bind") for path in readable]
+    requested.append((scratch, "scratch"))
+    for path, kind in sorted(requested, key=lambda r: len(r[0].parts)):
+        if kind == "scratch":
+            mounts.append(Mount("scratch", path, mode=0o777, size=scratch_bytes))
+        elif path != Path("/") and not any(_is_under(path, h) for h in hidden):
+            mounts.append(Mount("bind", path))
+    mounts += [Mount("mask", path) for path in hidden
+               if any(_is_under(path, p) and path != p for p, _ in requested)]
+    mounts += [
+        Mount("file", Path("/etc/passwd"), source=_PASSWD, mode=0o644),
+        Mount("file", Path("/etc/group"), source=_GROUP, mode=0o644),
+        Mount("proc", Path("/proc"), source="/proc" if shared_proc else ""),
+        Mount("dev", Path("/dev")),
+        Mount("tmpfs", Path("/dev/shm"), mode=0o1777, size=64 * 2**20),
+        Mount("tmpfs", Path("/tmp"), mode=0o1777, size=256 * 2**20),
+    ]
+    return RootLayout(tuple(mounts), workdir=scratch)
+
+
+def _bubblewrap_layout_args(layout: RootLayout) -> tuple[list[str], list[int]]:
+    """The layout as bubblewrap options, and the file descriptors they name (the caller
+    passes them to bwrap and closes them)."""
+    args: list[str] = []
+    for mount in layout.of("proc"):
+        args += ["--ro-bind", "/proc", "/proc"] if mount.source else ["--proc", "/proc"]
+    args += ["--dev", "/dev"] if layout.of("dev") else []
+    for mount in layout.of("tmpfs"):
+        args += ["--perms", f"{mount.mode:04o}", "--size", str(mount.size),
+                 "--tmpfs", str(mount.target)]
+    # Directories bwrap would create for mount points come out 0700 when it runs as root,
+    # which uid 65534 could not enter: create every ancestor first, world-readable. This
+    # comes after the /tmp tmpfs, which may hold the scratch directory.
+    bound = {mount.target for mount in layout.of("bind", "scratch")}
+    ancestors = {parent for path in bound for parent in path.parents} | {Path("/etc")}
+    ancestors -= {Path("/"), Path("/tmp"), Path("/proc"), Path("/dev")}
+    for directory in sorted(ancestors, key=lambda p: (len(p.parts), str(p))):
+        if not any(_is_under(directory, path) for path in bound):
+            args += ["--perms", "0755", "--dir", str(directory)]
+    for mount in layout.of("symlink"):
+        args += ["--symlink", mount.source, str(mount.target)]
+    for mount in layout.of("bind", "scratch"):
+        if mount.kind == "scratch":
+            args += ["--perms", f"{mount.mode:04o}", "--size", str(mount.size),
+                     "--tmpfs", str(mount.target)]
+        else:
+            args += ["--ro-bind", str(mount.target), str(mount.target)]
+    data_fds: list[int] = []
+    for mount in layout.of("file"):
+        fd = _memfd(mount.source.encode())
+        data_fds.append(fd)
+        args += ["--perms", f"{mount.mode:04o}", "--ro-bind-data", str(fd), str(mount.target)]
+    for mount in layout.of("mask"):
+        path = mount.target
+        if not os.path.lexists(path):
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            args += ["--perms", "0000", "--tmpfs", str(path)]
+        else:
+            args += ["--ro-bind", "/dev/null", str(path)]
+    # In a user namespace the sandbox owns the new root, /dev and the folders made for mount
+    # points: make them read-only, so that the capped tmpfs mounts stay the only writable places.
+    args += ["--remount-ro", "/dev", "--remount-ro", "/"]
+    args += ["--chdir", str(layout.workdir)]
+    return args, data_fds
+
+
+# ---------------------------------------------------------------------------------------------
 # Spawning
 
 
@@ -392,12 +516,13 @@ def spawn_sandboxed(
     hidden_paths = [Path(os.path.abspath(p)) for p in hidden]
     if _is_root() and (isolation.level != "rlimits" or _nobody_runs_python()):
         _give_to_nobody(scratch)
-    if isolation.level == "bubblewrap":
-        return _spawn_bubblewrap(argv, scratch, readable_paths, hidden_paths, env, limits,
-                                 unprivileged=_is_root() and isolation.mode.startswith("unprivileged"),
-                                 shared_proc=isolation.mode == "unprivileged-shared-proc")
-    if isolation.level == "namespaces":
-        return _spawn_namespaces(argv, scratch, readable_paths, hidden_paths, env, limits)
+    if isolation.level in ("bubblewrap", "namespaces"):
+        layout = root_layout(scratch, readable_paths, hidden_paths, limits.scratch_bytes,
+                             shared_proc=isolation.mode == "unprivileged-shared-proc")
+        if isolation.level == "namespaces":
+            return _spawn_namespaces(argv, layout, env, limits)
+        return _spawn_bubblewrap(argv, layout, env, limits,
+                                 unprivileged=_is_root() and isolation.mode.startswith("unprivileged"))
     if isolation.level == "rlimits":
         return _spawn_rlimits(argv, scratch, env, limits)
     raise ConfigurationError(f"unknown isolation level {isolation.level!r}")
@@ -466,17 +591,8 @@ def die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _spawn_bubblewrap(
-    argv: list[str],
-    scratch: Path,
-    readable: list[Path],
-    hidden: list[Path],
-    env: Mapping[str, str],
-    limits: Limits,
-    *,
-    unprivileged: bool = False,
-    shared_proc: bool = False,
-) -> subprocess.Popen[bytes]:
+def _spawn_bubblewrap(argv: list[str], layout: RootLayout, env: Mapping[str, str],
+                      limits: Limits, *, unprivileged: bool = False) -> subprocess.Popen[bytes]:
     bwrap = _tool("bwrap") or "bwrap"
     args = [
         "--unshare-net",
@@ -491,57 +607,8 @@ def _spawn_bubblewrap(
     ]
     if not _is_root() or unprivileged:
         args += ["--unshare-user", "--cap-drop", "ALL"]
-
-    binds: list[tuple[str, Path]] = []  # (bwrap option, path), bound at the same path inside
-    symlinks: list[tuple[str, str]] = []
-    for tree in _SYSTEM_TREES:
-        if os.path.islink(tree):
-            symlinks.append((os.readlink(tree), tree))
-        elif os.path.isdir(tree):
-            binds.append(("--ro-bind", Path(tree)))
-    for extra in _SYSTEM_FILES:
-        if os.path.exists(extra):
-            binds.append(("--ro-bind", Path(extra)))
-    binds += [("--ro-bind", path) for path in readable]
-    # The scratch directory: a tmpfs of its own, capped in total. Nothing of the host is
-    # writable, and the checking process never opens anything in it.
-    binds.append(("--tmpfs", scratch))
-
-    args += ["--ro-bind", "/proc", "/proc"] if shared_proc else ["--proc", "/proc"]
-    args += ["--dev", "/dev"]
-    args += ["--perms", "1777", "--size", str(64 * 2**20), "--tmpfs", "/dev/shm"]
-    args += ["--perms", "1777", "--size", str(256 * 2**20), "--tmpfs", "/tmp"]
-    # Directories bwrap would create for mount points come out 0700 when it runs as root,
-    # which uid 65534 could not enter: create every ancestor first, world-readable. This
-    # comes after the /tmp tmpfs, which may hold the scratch directory.
-    bound = {path for _, path in binds}
-    ancestors = {parent for path in bound for parent in path.parents} | {Path("/etc")}
-    ancestors -= {Path("/"), Path("/tmp"), Path("/proc"), Path("/dev")}
-    for directory in sorted(ancestors, key=lambda p: len(p.parts)):
-        if not any(_is_under(directory, path) for path in bound):
-            args += ["--perms", "0755", "--dir", str(directory)]
-    for target, link in symlinks:
-        args += ["--symlink", target, link]
-    for option, path in sorted(binds, key=lambda b: len(b[1].parts)):
-        if option == "--tmpfs":
-            args += ["--perms", "0777", "--size", str(limits.scratch_bytes), "--tmpfs", str(path)]
-        elif path != Path("/") and not any(_is_under(path, h) for h in hidden):
-            args += [option, str(path), str(path)]
-    data_fds: list[int] = []
-    for content, target in ((_PASSWD, "/etc/passwd"), (_GROUP, "/etc/group")):
-        fd = _memfd(content.encode())
-        data_fds.append(fd)
-        args += ["--perms", "0644", "--ro-bind-data", str(fd), target]
-    for path in hidden:
-        if any(_is_under(path, p) and path != p for _, p in binds) and os.path.lexists(path):
-            if os.path.isdir(path) and not os.path.islink(path):
-                args += ["--perms", "0000", "--tmpfs", str(path)]
-            else:
-                args += ["--ro-bind", "/dev/null", str(path)]
-    # In a user namespace the sandbox owns the new root, /dev and the folders made for mount
-    # points: make them read-only, so that the capped tmpfs mounts stay the only writable places.
-    args += ["--remount-ro", "/dev", "--remount-ro", "/"]
-    args += ["--chdir", str(scratch), "--clearenv"]
+    layout_args, data_fds = _bubblewrap_layout_args(layout)
+    args += [*layout_args, "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
     command = [*_drop_argv(as_root=not unprivileged), *_userns_argv(), *_prlimit_argv(limits),
@@ -580,14 +647,8 @@ def _memfd(data: bytes) -> int:
     return fd
 
 
-def _spawn_namespaces(
-    argv: list[str],
-    scratch: Path,
-    readable: list[Path],
-    hidden: list[Path],
-    env: Mapping[str, str],
-    limits: Limits,
-) -> subprocess.Popen[bytes]:
+def _spawn_namespaces(argv: list[str], layout: RootLayout, env: Mapping[str, str],
+                      limits: Limits) -> subprocess.Popen[bytes]:
     unshare = _tool("unshare") or "unshare"
     ns = ["--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child"]
     ns += ["--propagation", "private"]
@@ -596,7 +657,7 @@ def _spawn_namespaces(
     # The script names the hidden paths: it travels in the environment of the namespace's
     # init (pid 1, the shell), which the sandboxed code may not read, and not in its
     # command line, which it may.
-    script = _namespace_script(scratch, readable, hidden, limits.scratch_bytes)
+    script = _namespace_script(layout)
     inner = [*_drop_argv(), *_userns_argv(), *_prlimit_argv(limits), *argv]
     return subprocess.Popen(
         [unshare, *ns, "--", "/bin/sh", "-euc", f'eval "${_SCRIPT_VARIABLE}"', "sandbox", *inner],
@@ -625,19 +686,14 @@ def _new_root_mountpoint() -> Path:
     raise ConfigurationError("namespaces isolation needs one of /dev/shm, /run or /mnt")
 
 
-def _namespace_script(scratch: Path, readable: list[Path], hidden: list[Path],
-                      scratch_bytes: int = Limits.scratch_bytes) -> str:
+def _namespace_script(layout: RootLayout) -> str:
     """Shell run as root inside the new mount namespace, as its pid 1; ends by running
     ``"$@"`` and exiting with its status. It stays as pid 1 (rather than exec'ing) because the
     privilege drop would clear the parent-death signal that ``unshare --kill-child`` set.
 
-    Like bubblewrap, it builds a new root on an empty tmpfs: read-only binds of the system
-    libraries, of the readable paths and a few /etc files, the scratch directory read-write,
-    a fresh /proc for the new pid namespace, the basic devices, private /tmp and /dev/shm;
-    the scratch directory is a tmpfs of ``scratch_bytes``; hidden paths under a bound path are
-    covered (directories by an empty tmpfs nobody may
-    enter, files by an empty file nobody may open). Then ``pivot_root`` into it and detach
-    the old root, so nothing else of the host is reachable.
+    Like bubblewrap, it builds the new root ``layout`` describes on an empty tmpfs, then
+    ``pivot_root`` into it and detaches the old root, so nothing else of the host is reachable.
+    Whether a masked path is a folder is checked inside the new root.
     """
     q = _shell_quote
     root = _new_root_mountpoint()
@@ -651,64 +707,55 @@ def _namespace_script(scratch: Path, readable: list[Path], hidden: list[Path],
     def inside(path: Path | str) -> str:
         return q(str(root) + str(path))
 
-    lines = [
-        f"{mount} -t tmpfs -o mode=0755,size=64m,nosuid sandbox-root {r}",
-        f"{mkdir} -m 1777 {inside('/tmp')}",
-        f"{mount} -t tmpfs -o mode=1777,size=256m,nosuid,nodev sandbox-tmp {inside('/tmp')}",
-    ]
-    binds: list[tuple[Path, bool]] = []  # (path, writable)
-    for tree in _SYSTEM_TREES:
-        if os.path.islink(tree):
-            lines.append(f"{ln} -s {q(os.readlink(tree))} {inside(tree)}")
-        elif os.path.isdir(tree):
-            binds.append((Path(tree), False))
-    binds += [(Path(extra), False) for extra in _SYSTEM_FILES if os.path.exists(extra)]
-    binds += [(path, False) for path in readable]
-    binds.append((scratch, True))
-    for path, writable in sorted(binds, key=lambda b: len(b[0].parts)):
-        if writable:
-            lines.append(f"{mkdir} -p {inside(path)}")
-            lines.append(f"{mount} -t tmpfs -o mode=0777,size={int(scratch_bytes)},nosuid,nodev "
-                         f"sandbox-scratch {inside(path)}")
-            continue
-        if path == Path("/") or any(_is_under(path, h) for h in hidden):
-            continue
-        target = inside(path)
-        if path.is_dir():
-            lines.append(f"{mkdir} -p {target}")
+    def bind(source: Path, target: Path) -> list[str]:
+        made = (f"{mkdir} -p {inside(target)}" if source.is_dir() else
+                f"{mkdir} -p {inside(target.parent)} && {touch} {inside(target)}")
+        return [made, f"{mount} --rbind {q(source)} {inside(target)}",
+                f"{mount} -o remount,bind,ro,nosuid {inside(target)}"]
+
+    lines = [f"{mount} -t tmpfs -o mode=0755,size=64m,nosuid sandbox-root {r}"]
+    for tmpfs in layout.of("tmpfs"):
+        lines += [f"{mkdir} -p -m {tmpfs.mode:04o} {inside(tmpfs.target)}",
+                  f"{mount} -t tmpfs -o mode={tmpfs.mode:04o},size={tmpfs.size},nosuid,nodev "
+                  f"sandbox-{tmpfs.target.name} {inside(tmpfs.target)}"]
+    lines += [f"{ln} -s {q(link.source)} {inside(link.target)}" for link in layout.of("symlink")]
+    for entry in layout.of("bind", "scratch"):
+        if entry.kind == "scratch":
+            lines.append(f"{mkdir} -p {inside(entry.target)}")
+            lines.append(f"{mount} -t tmpfs -o mode={entry.mode:04o},size={entry.size},nosuid,"
+                         f"nodev sandbox-scratch {inside(entry.target)}")
         else:
-            lines.append(f"{mkdir} -p {inside(path.parent)} && {touch} {target}")
-        lines.append(f"{mount} --rbind {q(path)} {target}")
-        if not writable:
-            lines.append(f"{mount} -o remount,bind,ro,nosuid {target}")
+            lines += bind(entry.target, entry.target)
     lines.append(f"{touch} {inside('/.hidden')} && {chmod} 0000 {inside('/.hidden')}")
-    for path in hidden:
-        if not any(_is_under(path, b) and path != b for b, _ in binds):
-            continue
-        target = inside(path)
+    for mask in layout.of("mask"):
+        target = inside(mask.target)
         lines.append(
             f"if [ -d {target} ] && [ ! -L {target} ]; then "
             f"{mount} -t tmpfs -o mode=0000,size=4k hidden {target}; "
             f"elif [ -e {target} ]; then {mount} --bind {inside('/.hidden')} {target}; fi"
         )
-    lines += [
-        f"{mkdir} -p {inside('/etc')} {inside('/proc')} {inside('/dev/shm')}",
-        f"printf '%s' {q(_PASSWD)} > {inside('/etc/passwd')}",
-        f"printf '%s' {q(_GROUP)} > {inside('/etc/group')}",
-        f"{mount} -t proc -o nosuid,nodev,noexec proc {inside('/proc')}",
-        f"{mount} -t tmpfs -o mode=1777,size=64m,nosuid,nodev sandbox-shm {inside('/dev/shm')}",
-    ]
-    for device in _DEVICES:
-        if os.path.exists(f"/dev/{device}"):
-            lines.append(f"{touch} {inside('/dev/' + device)}")
-            lines.append(f"{mount} --bind /dev/{device} {inside('/dev/' + device)}")
-    for name, target in (
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ):
-        lines.append(f"{ln} -s {target} {inside('/dev/' + name)}")
+    for file in layout.of("file"):
+        lines.append(f"{mkdir} -p {inside(file.target.parent)} && "
+                     f"printf '%s' {q(file.source)} > {inside(file.target)}")
+    for proc in layout.of("proc"):
+        if proc.source:
+            lines += bind(Path(proc.source), proc.target)
+        else:
+            lines += [f"{mkdir} -p {inside(proc.target)}",
+                      f"{mount} -t proc -o nosuid,nodev,noexec proc {inside(proc.target)}"]
+    if layout.of("dev"):
+        lines.append(f"{mkdir} -p {inside('/dev')}")
+        for device in _DEVICES:
+            if os.path.exists(f"/dev/{device}"):
+                lines.append(f"{touch} {inside('/dev/' + device)}")
+                lines.append(f"{mount} --bind /dev/{device} {inside('/dev/' + device)}")
+        for name, target in (
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ):
+            lines.append(f"{ln} -s {target} {inside('/dev/' + name)}")
     lines += [
         f"cd {r}",
         f"{mkdir} .old-root",
@@ -716,7 +763,7 @@ def _namespace_script(scratch: Path, readable: list[Path], hidden: list[Path],
         f"{umount} -l /.old-root",
         f"{rmdir} /.old-root",
         f"{mount} -o remount,bind,ro /",
-        f"cd {q(scratch)}",
+        f"cd {q(layout.workdir)}",
         f"unset OLDPWD {_SCRIPT_VARIABLE}",
         '"$@"',
     ]

@@ -1,19 +1,9 @@
 """The sandboxed worker: runs a submission's answer code and answers calls.
 
-Protocol: messages of :mod:`grader.codec` (a JSON line, then the raw bytes of the arrays it
-refers to). The worker keeps private copies of its original stdin and stdout for the protocol;
-the student's code sees stdin as /dev/null and its prints go to stderr, which the grader drains
-and caps. Before it reads any request, and so before any student code runs, the worker sends
-``{"ready": true}``: a worker that dies before that line is the grader's failure, not the
-student's. Requests:
-
-    {"op": "load", "cells": [{"index": 3, "source": "..."}], "forbidden": ["tensorflow"],
-     "forbidden_message": "...", "keras": true}
-    {"op": "call", "id": 1, "function": "forward", "args": <encoded>, "return_args": false}
-
-Replies: ``{"ok": true, ...}`` or ``{"ok": false, "kind": "...", "message": "..."}``; kind
-``grader`` means the worker's own set-up failed (not the student's code).
-Run as ``python -I -m grader.sandbox.worker SCRATCH``.
+The requests, the replies and the ``ready`` line are described in
+:mod:`grader.sandbox.protocol`. The worker keeps private copies of its original stdin and stdout
+for the protocol; the student's code sees stdin as /dev/null and its prints go to stderr, which
+the grader drains and caps. Run as ``python -I -m grader.sandbox.worker SCRATCH``.
 """
 
 from __future__ import annotations
@@ -28,6 +18,12 @@ import sys
 import traceback
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from grader.sandbox.protocol import (
+    call_recording_warnings,
+    describe_exception,
+    forbidden_import_message,
+)
 
 
 class _BlockImports(importlib.abc.MetaPathFinder):
@@ -45,28 +41,6 @@ class _BlockImports(importlib.abc.MetaPathFinder):
                 self.attempted.append(top)
             raise ImportError(forbidden_import_message(top, self.message))
         return None
-
-
-def forbidden_import_message(module: str, template: str = "") -> str:
-    """The text shown when an import is blocked: the assignment's ``forbidden_message`` (where
-    ``{module}`` stands for the module's name), or a generic sentence."""
-    if template:
-        return template.replace("{module}", module)
-    return f"import of {module!r} is not allowed in this assignment"
-
-
-def warn_on_overflow() -> Any:
-    """NumPy floating-point errors as warnings (recorded per call); underflow stays silent."""
-    import numpy as np
-
-    return np.errstate(over="warn", divide="warn", invalid="warn", under="ignore")
-
-
-def describe_exception(exc: BaseException) -> str:
-    """``Type: message``, with a hint for the notebook's untouched stubs."""
-    detail = str(exc) or ("not implemented yet — replace `raise NotImplementedError()` with your "
-                          "code" if isinstance(exc, NotImplementedError) else "")
-    return f"{type(exc).__name__}: {detail}"
 
 
 def _student_traceback(exc: BaseException) -> str:
@@ -158,16 +132,11 @@ class Worker:
             import keras
 
             keras.utils.set_random_seed(0)
-        import warnings
-
         try:
-            with warnings.catch_warnings(record=True) as caught, warn_on_overflow():
-                warnings.simplefilter("always")
-                value = function(*args, **kwargs)
+            value, seen = call_recording_warnings(function, args, kwargs)
         except BaseException as exc:  # noqa: BLE001 - SystemExit included: the student's fault
             kind = "memory" if isinstance(exc, MemoryError) else "exception"
             return {"ok": False, "kind": kind, "message": _student_traceback(exc)}, []
-        seen = [f"{w.category.__name__}: {w.message}"[:300] for w in caught[:10]]
         out: list[bytes] = []
         try:
             encoded = encode(value, f"the value {name}() returned", blobs=out,
@@ -203,8 +172,6 @@ def main() -> None:
             worker.reply(worker.load(request))
         elif request["op"] == "call":
             worker.reply(*worker.call(request, blobs))
-        elif request["op"] == "exit":
-            break
 
 
 if __name__ == "__main__":

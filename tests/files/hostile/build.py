@@ -15,15 +15,14 @@ every other function must keep the grade of the notebook it is built from.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[2]
+sys.path.insert(0, str(HERE.parent))  # tests/files: the builders' shared helpers
+from _nbbuild import Rewrite, reference, released, rewritten, with_stable_ids, write_all  # noqa: E402
 
 LISTENER_PORT = 47811
 """The loopback port ``connects_to_listener`` tries; the test listens on it."""
@@ -37,16 +36,9 @@ TARGET_TREE = "/tmp/hostile-target-tree"
 attacks point links at it, hoping the checking process writes through them."""
 
 
-@dataclass(frozen=True)
-class Attack:
-    assignment: str
-    name: str
-    loses: tuple[str, ...]
-    """Functions that must lose points; every other function keeps its base grade."""
-    replace: dict[str, str]
-    """Function name → the attack's source for that answer cell."""
-    extra_cell: str = ""
-    """A code cell added after the first code cell (top-level code the grader must drop)."""
+Attack = Rewrite
+"""An attack: ``loses`` are the functions it must cost points; ``extra_cell`` is top-level
+code the grader must drop."""
 
 
 UPDATE = ("update", "train_step")  # update is called by train_step
@@ -1013,39 +1005,15 @@ def build_gru():
 ]
 
 
-def _load_samples_builder():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(
-        "samples_build", ROOT / "tests" / "files" / "samples" / "build.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def notebook_for(attack: Attack) -> nbformat.NotebookNode:
-    samples = _load_samples_builder()
-    if attack.assignment == "backprop":
-        nb = samples.reference("backprop")
-    else:
-        nb = nbformat.read(ROOT / "assignments" / "mnist" / "mnist.ipynb", as_version=4)
-    nb = samples.replace_answers(nb, attack.replace, attack.extra_cell, attack.name)
-    for index, cell in enumerate(nb.cells):
-        cell["id"] = f"cell-{index}"
-    return nb
+    nb = reference("backprop") if attack.assignment == "backprop" else released("mnist")
+    return rewritten(nb, attack)
 
 
 def build_all() -> dict[Path, str]:
-    return {
-        HERE / attack.assignment / f"{attack.name}.ipynb": nbformat.writes(notebook_for(attack))
-        for attack in ATTACKS
-    }
+    return {HERE / attack.assignment / f"{attack.name}.ipynb": with_stable_ids(notebook_for(attack))
+            for attack in ATTACKS}
 
 
 if __name__ == "__main__":
-    built = build_all()
-    for path, text in built.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    print(f"wrote {len(built)} hostile notebooks", file=sys.stderr)
+    write_all(build_all(), "hostile notebooks")

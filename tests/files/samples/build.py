@@ -14,26 +14,25 @@ must score full marks.
 
 from __future__ import annotations
 
-import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[2]
+sys.path.insert(0, str(HERE.parent))  # tests/files: the builders' shared helpers
+# replace_answers and reference are also what tests/test_verdicts.py builds its notebooks with.
+from _nbbuild import (  # noqa: E402, F401
+    Rewrite,
+    reference,
+    released,
+    replace_answers,
+    rewritten,
+    with_stable_ids,
+    write_all,
+)
 
-
-@dataclass(frozen=True)
-class Mistake:
-    assignment: str
-    name: str
-    loses: tuple[str, ...]
-    """Functions that must lose points; every other function keeps full points."""
-    replace: dict[str, str]
-    """Function name → its new (mistaken) source."""
-    extra_cell: str = ""
+Mistake = Rewrite
 
 
 MISTAKES = [
@@ -526,78 +525,20 @@ def build_gru():
     ),
 ]
 
-_MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$\n?", re.MULTILINE)
-
-
-def _solutions(assignment: str) -> dict[str, str]:
-    nb = nbformat.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
-    return {
-        c.metadata["nbgrader"]["grade_id"]: _MARKERS.sub("", c.source)
-        for c in nb.cells
-        if c.metadata.get("nbgrader", {}).get("solution")
-    }
-
-
-def reference(assignment: str) -> nbformat.NotebookNode:
-    """The released notebook with every answer cell filled in with the reference solution."""
-    nb = nbformat.read(ROOT / "assignments" / assignment / f"{assignment}.ipynb", as_version=4)
-    answers = _solutions(assignment)
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if cell.metadata.get("nbgrader", {}).get("solution") and grade_id in answers:
-            cell.source = answers[grade_id]
-    return nb
-
-
-def replace_answers(nb: nbformat.NotebookNode, replace: dict[str, str], extra_cell: str,
-                    name: str) -> nbformat.NotebookNode:
-    """Swap the answer cells named in ``replace`` (by grade id) and add ``extra_cell`` after
-    the first code cell; used by the sample and the hostile notebooks alike."""
-    done = set()
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if cell.metadata.get("nbgrader", {}).get("solution") and grade_id in replace:
-            cell.source = replace[grade_id].strip() + "\n"
-            done.add(grade_id)
-    missing = set(replace) - done
-    if missing:
-        raise SystemExit(f"{name}: no answer cell for {', '.join(sorted(missing))}")
-    if extra_cell:
-        first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
-        nb.cells.insert(first_code + 1, nbformat.v4.new_code_cell(extra_cell.strip()))
-    return nb
-
-
-def with_mistake(mistake: Mistake) -> nbformat.NotebookNode:
-    return replace_answers(reference(mistake.assignment), mistake.replace, mistake.extra_cell,
-                           mistake.name)
+def with_mistake(mistake: Rewrite) -> nbformat.NotebookNode:
+    return rewritten(reference(mistake.assignment), mistake)
 
 
 def build_all() -> dict[Path, str]:
     """Every sample's path and text."""
-    out: dict[Path, str] = {}
+    notebooks: dict[Path, nbformat.NotebookNode] = {}
     for assignment in ("backprop", "mnist"):
-        folder = HERE / assignment
-        released = nbformat.read(
-            ROOT / "assignments" / assignment / f"{assignment}.ipynb", as_version=4
-        )
-        out[folder / "stub_untouched.ipynb"] = nbformat.writes(released)
-        out[folder / "reference.ipynb"] = nbformat.writes(reference(assignment))
+        notebooks[HERE / assignment / "stub_untouched.ipynb"] = released(assignment)
+        notebooks[HERE / assignment / "reference.ipynb"] = reference(assignment)
     for mistake in MISTAKES + VARIANTS:
-        out[HERE / mistake.assignment / f"{mistake.name}.ipynb"] = nbformat.writes(
-            with_mistake(mistake)
-        )
-    for path in list(out):
-        # Cell ids are random in new cells; make them stable so the files can be compared.
-        nb = nbformat.reads(out[path], as_version=4)
-        for index, cell in enumerate(nb.cells):
-            cell["id"] = f"cell-{index}"
-        out[path] = nbformat.writes(nb)
-    return out
+        notebooks[HERE / mistake.assignment / f"{mistake.name}.ipynb"] = with_mistake(mistake)
+    return {path: with_stable_ids(nb) for path, nb in notebooks.items()}
 
 
 if __name__ == "__main__":
-    for path, text in build_all().items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    print(f"wrote {len(build_all())} samples", file=sys.stderr)
+    write_all(build_all(), "samples")

@@ -10,27 +10,21 @@ points (the function at fault, and the functions that call it by design) — the
 
 from __future__ import annotations
 
-import re
+import functools
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[3]
+sys.path.insert(0, str(HERE.parents[1]))  # tests/files: the builders' shared helpers
+from _nbbuild import Rewrite, reference, released, rewritten, with_stable_ids, write_all  # noqa: E402
+
 ASSIGNMENT = "losses_optimizers"
 
 
-@dataclass(frozen=True)
-class Mistake:
-    name: str
-    loses: tuple[str, ...]
-    """Functions that must lose points; every other function keeps full points."""
-    replace: dict[str, str]
-    """Function name → its new (mistaken) source."""
-    extra_cell: str = ""
-    """A code cell added after the first code cell (e.g. a forbidden import)."""
+Mistake = functools.partial(Rewrite, ASSIGNMENT)
+"""A mistake in this assignment: ``Mistake(name, loses, replace, extra_cell="")``."""
 
 
 MISTAKES = [
@@ -227,63 +221,18 @@ def adam_step(param, grad, m, v, t, lr=0.001, beta1=0.9, beta2=0.999, epsilon=1e
     ),
 ]
 
-_MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$\n?", re.MULTILINE)
-
-
-def _read(folder: str) -> nbformat.NotebookNode:
-    return nbformat.read(ROOT / folder / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
-
-
-def _grade_id(cell: nbformat.NotebookNode) -> str | None:
-    meta = cell.metadata.get("nbgrader", {})
-    return meta.get("grade_id") if meta.get("solution") else None
-
-
-def reference() -> nbformat.NotebookNode:
-    """The released notebook with every answer cell filled in with the reference solution."""
-    answers = {_grade_id(c): _MARKERS.sub("", c.source) for c in _read("solutions").cells
-               if _grade_id(c)}
-    nb = _read("assignments")
-    for cell in nb.cells:
-        if _grade_id(cell) in answers:
-            cell.source = answers[_grade_id(cell)]
-    return nb
-
-
-def with_mistake(mistake: Mistake) -> nbformat.NotebookNode:
+def with_mistake(mistake: Rewrite) -> nbformat.NotebookNode:
     """The reference with the answer cells named in ``mistake.replace`` swapped."""
-    nb = reference()
-    done = set()
-    for cell in nb.cells:
-        grade_id = _grade_id(cell)
-        if grade_id in mistake.replace:
-            cell.source = mistake.replace[grade_id].strip() + "\n"
-            done.add(grade_id)
-    missing = set(mistake.replace) - done
-    if missing:
-        raise SystemExit(f"{mistake.name}: no answer cell for {', '.join(sorted(missing))}")
-    if mistake.extra_cell:
-        first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
-        nb.cells.insert(first_code + 1, nbformat.v4.new_code_cell(mistake.extra_cell.strip()))
-    return nb
+    return rewritten(reference(ASSIGNMENT), mistake)
 
 
 def build_all() -> dict[Path, str]:
     """Every sample's path and text."""
-    notebooks = {HERE / "stub_untouched.ipynb": _read("assignments"),
-                 HERE / "reference.ipynb": reference()}
+    notebooks = {HERE / "stub_untouched.ipynb": released(ASSIGNMENT),
+                 HERE / "reference.ipynb": reference(ASSIGNMENT)}
     notebooks.update({HERE / f"{m.name}.ipynb": with_mistake(m) for m in MISTAKES})
-    out = {}
-    for path, nb in notebooks.items():
-        # Cell ids are random in new cells; make them stable so the files can be compared.
-        for index, cell in enumerate(nb.cells):
-            cell["id"] = f"cell-{index}"
-        out[path] = nbformat.writes(nb)
-    return out
+    return {path: with_stable_ids(nb) for path, nb in notebooks.items()}
 
 
 if __name__ == "__main__":
-    samples = build_all()
-    for path, text in samples.items():
-        path.write_text(text)
-    print(f"wrote {len(samples)} samples", file=sys.stderr)
+    write_all(build_all(), "samples")
