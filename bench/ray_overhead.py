@@ -15,7 +15,7 @@ from pathlib import Path
 
 import ray
 
-from grader import ray_backend, runner
+from grader import checkers, ray_backend, runner
 from grader.check_one import Job
 
 address = sys.argv[1]
@@ -34,7 +34,7 @@ def local_once(notebook: Path) -> tuple[float, float]:
 
     def grade_one(j: Job):
         start = time.perf_counter()
-        result = runner.grade_in_subprocess(j)
+        result = checkers.grade_in_subprocess(j)
         inner.append(time.perf_counter() - start)
         return result
 

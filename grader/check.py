@@ -124,10 +124,10 @@ def _sandbox() -> tuple[Any, str]:
 def submission_module() -> ModuleType:
     """:mod:`grader.submission`, also where the sandbox package does not import.
 
-    ``grader.submission`` needs only ``grader/sandbox/worker.py``, which is portable, but the
-    package's ``__init__`` imports the Unix-only isolation module. Where that import fails,
-    ``grader.sandbox`` is registered as a bare package (its ``__init__`` not run), so that the
-    portable module alone is loaded."""
+    ``grader.submission`` needs only ``grader/sandbox/client.py`` and ``protocol.py``, which
+    are portable, but the package's ``__init__`` imports the Unix-only isolation module. Where
+    that import fails, ``grader.sandbox`` is registered as a bare package (its ``__init__`` not
+    run), so that the portable modules alone are loaded."""
     try:
         return importlib.import_module("grader.submission")
     except ImportError:

@@ -1,7 +1,8 @@
-"""Grade one submission, in a fresh checking process: extract → sandbox → hidden suite → result.
+"""Grade a submission in a checking process: extract → sandbox → hidden suite → result.
 
-Run by the runner as ``python -m grader.check_one JOB.json``; the student's code never runs in
-this process, only in the sandboxed worker it starts.
+Run as ``python -m grader.check_one JOB.json`` (one submission, then exit) or ``--serve`` (a
+warm process grading one submission after another: :mod:`grader.checkers`); the student's code
+never runs in this process, only in the sandboxed worker it starts for each submission.
 
 This process has limits of its own (:class:`CheckerWatchdog`): its memory (RSS, at most
 ``GRADER_CHECKER_MEMORY_MB``, default 6144) and its wall-clock time (``GRADER_CHECKER_SECONDS``,
@@ -233,6 +234,8 @@ def grade(job: Job) -> SubmissionResult:
         result.seconds = round(time.perf_counter() - started, 3)
         write_outputs(result, job.out_dir)
         _log_usage(started)
+        if _serving is not None:  # the watchdog ends this process next: say it is done
+            _serving.reply(retire=True)
 
     watchdog = CheckerWatchdog(submission, memory_bytes=checker_memory_bytes(),
                                seconds=checker_seconds(), give_up=give_up)
@@ -307,9 +310,23 @@ def failed_result(job: Job, error: str) -> SubmissionResult:
 
 
 def _log_usage(started: float) -> None:
-    """One line in the submission's log: this process's peak memory and time."""
+    """Lines in the submission's log: this process's memory (its peak so far, and now) and
+    time, and what the training cache did for this submission."""
+    from grader.training_cache import STATS
+
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-    print(f"checker: peak memory {peak} MB, {time.perf_counter() - started:.1f} s", flush=True)
+    print(f"checker: peak memory {peak} MB, now {_rss_bytes() >> 20} MB, "
+          f"{time.perf_counter() - started:.1f} s, pid {os.getpid()}", flush=True)
+    print(f"training cache: hits={STATS.hits} misses={STATS.misses} unkeyed={STATS.unkeyed}",
+          flush=True)
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _use_training_cache(job: Job) -> None:
@@ -323,11 +340,13 @@ def _use_training_cache(job: Job) -> None:
         os.environ[CACHE_ENV] = str(job.training_cache)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = argv if argv is not None else sys.argv[1:]
-    spec = json.loads(Path(args[0]).read_text())
-    job = Job.from_spec(spec)
+def grade_and_write(job: Job) -> SubmissionResult:
+    """Grade ``job`` and write its outputs; the grader's own failure becomes a staff-visible
+    result, never an exception."""
+    from grader import training_cache
+
     _use_training_cache(job)
+    training_cache.STATS = training_cache.CacheStats()
     started = time.perf_counter()
     try:
         result = grade(job)
@@ -335,6 +354,89 @@ def main(argv: list[str] | None = None) -> int:
         result = failed_result(job, traceback.format_exc())
     write_outputs(result, job.out_dir)
     _log_usage(started)
+    return result
+
+
+def forget(suite_dir: Path) -> None:
+    """What one submission leaves in this process, gone before the next: the hidden suites'
+    modules (pytest keeps them in ``sys.modules``; a module-level value set while grading one
+    submission must not be seen by the next), Keras' global state, and garbage. Nothing here
+    came from student code, which never runs in this process; the next submission is graded
+    as it would be by a fresh process (``tests/test_warm.py``)."""
+    import gc
+
+    suites = str(suite_dir.resolve()) + os.sep
+    for name, module in list(sys.modules.items()):
+        if (getattr(module, "__file__", None) or "").startswith(suites):
+            del sys.modules[name]
+    if "keras" in sys.modules:
+        import keras
+
+        keras.backend.clear_session()
+    gc.collect()
+
+
+def _retire_after(result: SubmissionResult) -> bool:
+    """Whether this warm process should end after ``result``: it hit its own limits, broke,
+    or has grown past half its memory limit."""
+    own_limits = any(hit.startswith("checker-") for hit in result.limits_hit)
+    return own_limits or result.grader_error is not None or \
+        _rss_bytes() > checker_memory_bytes() // 2
+
+
+class _Control:
+    """The warm process's answers to the runner, on its original stdout."""
+
+    def __init__(self) -> None:
+        self._out = os.fdopen(os.dup(1), "w")
+        self._lock = threading.Lock()
+
+    def reply(self, *, retire: bool) -> None:
+        with self._lock:
+            self._out.write(json.dumps({"pid": os.getpid(), "retire": retire}) + "\n")
+            self._out.flush()
+
+
+_serving: _Control | None = None
+
+
+def serve() -> int:
+    """``--serve``: grade one job per line of stdin (``{"spec": ..., "log": PATH}``), each
+    with its own log on stdout and stderr, and answer each with one JSON line on the original
+    stdout once the outputs are written (:class:`grader.checkers.WarmChecker`)."""
+    global _serving
+    control = _serving = _Control()
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    startup_err = os.dup(2)
+    os.dup2(quiet, 1)
+    for line in sys.stdin:
+        request = json.loads(line)
+        job = Job.from_spec(request["spec"])
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                      | os.O_CLOEXEC, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        try:
+            result = grade_and_write(job)
+            retire = _retire_after(result)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(quiet, 1)
+            os.dup2(startup_err, 2)
+        forget(load_assignment(job.assignment).suite_dir)
+        control.reply(retire=retire)
+        if retire:
+            break
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    if args == ["--serve"]:
+        return serve()
+    grade_and_write(Job.from_spec(json.loads(Path(args[0]).read_text())))
     return 0
 
 

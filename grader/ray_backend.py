@@ -1,7 +1,7 @@
 """``grader grade --backend ray``: the same grading, scheduled on a Ray cluster.
 
 Each submission is one Ray task. The task runs exactly what the local backend runs for one
-submission, :func:`grader.runner.grade_in_subprocess` (extract → sandbox → hidden suites in a
+submission, :func:`grader.checkers.grade_in_subprocess` (extract → sandbox → hidden suites in a
 fresh checking process), on whichever node Ray picks, and returns the result as a dict. Nodes
 need not share a filesystem with the driver:
 
@@ -235,8 +235,8 @@ def grade_task(spec: dict[str, Any], notebook: bytes | None,
     the driver) also ends its checking process and removes that process' sandbox roots.
     """
     from grader._cleanup import remove, sweep_stale
+    from grader.checkers import grade_in_subprocess
     from grader.course import load_assignment
-    from grader.runner import grade_in_subprocess
 
     started = time.perf_counter()
     tmp_root = Path(tempfile.gettempdir())
@@ -644,8 +644,8 @@ def run(jobs: list[Job], *, address: str | None, force: bool,
     in flight are cancelled (each ends its checking process and removes its folders) before
     it propagates; what was written stays, and a rerun resumes.
     """
+    from grader.checkers import split_finished
     from grader.rundir import RunDir
-    from grader.runner import split_finished
 
     require_ray()
     results, todo = split_finished(jobs, force=force, on_done=on_done)

@@ -1,5 +1,6 @@
-"""A grading run: find the submissions, grade each in its own checking process (``--jobs`` at
-a time), show progress, resume where a killed run stopped, write the gradebook and a summary.
+"""A grading run: find the submissions, grade them in checking processes (``--jobs`` at a
+time, each worker's process kept warm across submissions: :mod:`grader.checkers`), show
+progress, resume where a killed run stopped, write the gradebook and a summary.
 
 Student ids come from file and folder names; :mod:`grader.rundir` turns each into a safe,
 unique folder (the job's ``student``) and keeps the id itself for the results and reports.
@@ -10,12 +11,7 @@ the same command again grades the rest.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -23,15 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader import _interrupt
-from grader.check_one import Job, failed_result, write_outputs
+from grader.check_one import Job
+from grader.checkers import Interrupted, WarmChecker, split_finished, stop_all
 from grader.course import load_assignment
 from grader.errors import ConfigurationError
 from grader.profiles import get_profile
 from grader.results import SubmissionResult
 from grader.rundir import RESULT_FILE, JobRecord, RunDir, assign_folders, notebook_sha256
 
-__all__ = ["RESULT_FILE", "Found", "check_seconds", "discover", "grade_in_subprocess", "main",
-           "run", "split_finished"]
+__all__ = ["RESULT_FILE", "Found", "discover", "main", "run"]
 
 NOTEBOOK_SUFFIX = ".ipynb"
 INTERRUPTED = 130
@@ -154,146 +150,31 @@ def discover(paths: Iterable[Path], assignment: str) -> list[Found]:
     return unique
 
 
-def _already_graded(out: Path, job: Job) -> bool:
-    """A finished result of this assignment and profile, for the notebook's current content
-    (as recorded when it was graded; without a record, for the same path)."""
-    run_dir = RunDir(out)
-    path = run_dir.result_path(job.student)
-    if not path.exists():
-        return False
-    try:
-        previous = SubmissionResult.load(path)
-    except (ValueError, TypeError, KeyError):
-        return False
-    if (previous.assignment != job.assignment or previous.profile != job.profile
-            or previous.grader_error is not None):
-        return False
-    record = run_dir.record(job.student)
-    if record is None:
-        return previous.notebook == str(job.notebook)
-    return record.sha256 is not None and record.sha256 == notebook_sha256(job.notebook)
-
-
-def check_seconds() -> float:
-    """Wall-clock limit of one checking process (GRADER_CHECK_SECONDS, default 3600 s): the
-    grader's own safety net should a submission manage to stall the checker."""
-    return float(os.environ.get("GRADER_CHECK_SECONDS", 3600))
-
-
-class Interrupted(Exception):
-    """The run is stopping (Ctrl-C): a checking process was killed for that, not by its
-    submission, so no result is written for it."""
-
-
-class _Checkers:
-    """The running checking processes, so that Ctrl-C can kill their process groups."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running: set[subprocess.Popen[bytes]] = set()
-        self.stopping = False
-
-    def start(self, argv: list[str], **options: object) -> subprocess.Popen[bytes]:
-        with self._lock:
-            if self.stopping:
-                raise Interrupted
-            proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
-                argv, **options)
-            self._running.add(proc)
-            return proc
-
-    def finished(self, proc: subprocess.Popen[bytes]) -> None:
-        with self._lock:
-            self._running.discard(proc)
-
-    def stop_all(self) -> None:
-        with self._lock:
-            self.stopping = True
-            for proc in self._running:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except OSError:
-                    pass
-
-
-_CHECKERS = _Checkers()
-
-
-def grade_in_subprocess(job: Job) -> SubmissionResult:
-    """Grade one submission in a fresh checking process; the grader's own crash is recorded.
-
-    The process runs ``python -I``: the folder the grader is started from, and PYTHON*
-    variables, never change which code grades."""
-    run_dir = RunDir(job.out_dir)
-    run_dir.logs.mkdir(parents=True, exist_ok=True)
-    spec = job.spec()
-    # Named for this process, so that a sweep after a killed run removes it (grader._cleanup).
-    with tempfile.NamedTemporaryFile("w", prefix=f"grader-job-{os.getpid()}-", suffix=".json",
-                                     delete=False) as handle:
-        json.dump(spec, handle)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")  # -I ignores PYTHON* variables
-    log = run_dir.log_path(job.student)
-    limit = check_seconds()
-    # The checking process dies with the thread that waits for it, so that a killed grader or
-    # Ray worker leaves no orphan grading on.
-    from grader.sandbox.isolation import die_with_parent
-    try:
-        with open(log, "wb") as sink:
-            proc = _CHECKERS.start([sys.executable, "-I", "-m", "grader.check_one", handle.name],
-                                   stdout=sink, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True, preexec_fn=die_with_parent)
-            try:
-                code = proc.wait(timeout=limit)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                sink.write(f"\nchecking process killed after {limit:.0f} s\n".encode())
-                code = -signal.SIGKILL
-            finally:
-                _CHECKERS.finished(proc)
-    finally:
-        os.unlink(handle.name)
-    if _CHECKERS.stopping:
-        raise Interrupted
-    path = run_dir.result_path(job.student)
-    if code == 0 and path.exists():
-        return SubmissionResult.load(path)
-    tail = log.read_text(errors="replace")[-4000:]
-    result = failed_result(job, f"checking process exited with {code}:\n{tail}")
-    write_outputs(result, job.out_dir)
-    return result
-
-
-def split_finished(jobs: list[Job], *, force: bool,
-                   on_done: Callable[[SubmissionResult, bool], None] | None = None,
-                   ) -> tuple[dict[str, SubmissionResult], list[Job]]:
-    """The results already on disk (reported to ``on_done`` as skipped) and the jobs left.
-    Every backend resumes through this."""
-    results: dict[str, SubmissionResult] = {}
-    todo = []
-    for job in jobs:
-        if not force and _already_graded(job.out_dir, job):
-            results[job.student] = SubmissionResult.load(RunDir(job.out_dir).result_path(
-                job.student))
-            if on_done:
-                on_done(results[job.student], True)
-        else:
-            todo.append(job)
-    return results, todo
-
-
 def run(jobs: list[Job], *, workers: int, force: bool,
         on_done: Callable[[SubmissionResult, bool], None] | None = None,
-        grade_one: Callable[[Job], SubmissionResult] = grade_in_subprocess,
+        grade_one: Callable[[Job], SubmissionResult] | None = None,
         ) -> list[SubmissionResult]:
     """Grade ``jobs`` with ``workers`` in parallel, skipping finished ones unless ``force``.
 
-    On KeyboardInterrupt the jobs not started are dropped and the running checking processes
-    killed before it propagates."""
+    Each worker thread keeps one warm checking process (:class:`grader.checkers.WarmChecker`)
+    unless ``grade_one`` grades instead. On KeyboardInterrupt the jobs not started are dropped
+    and the running checking processes killed before it propagates."""
     results, todo = split_finished(jobs, force=force, on_done=on_done)
+    local = threading.local()
+    checkers: list[WarmChecker] = []
+    lock = threading.Lock()
+
+    def warm(job: Job) -> SubmissionResult:
+        checker = getattr(local, "checker", None)
+        if checker is None:
+            checker = local.checker = WarmChecker()
+            with lock:
+                checkers.append(checker)
+        return checker.grade(job)
+
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
-        futures = {pool.submit(grade_one, job): job for job in todo}
+        futures = {pool.submit(grade_one or warm, job): job for job in todo}
         waiting = set(futures)
         while waiting:
             with _interrupt.deferred():  # what finished is recorded and counted first
@@ -305,9 +186,11 @@ def run(jobs: list[Job], *, workers: int, force: bool,
                         on_done(result, False)
     except KeyboardInterrupt:
         pool.shutdown(wait=False, cancel_futures=True)
-        _CHECKERS.stop_all()
+        stop_all()
         raise
     pool.shutdown(wait=True)
+    for checker in checkers:  # each ends at the end of its input
+        checker.close()
     return [results[job.student] for job in jobs]
 
 
@@ -408,7 +291,7 @@ def main(*, submissions: list[Path], assignment: str, out: Path, profile: str, j
                          isolation=isolation, backend=backend, no_cache=no_cache,
                          address=address, progress=progress, tally=tally)
         except (KeyboardInterrupt, Interrupted):
-            _CHECKERS.stop_all()
+            stop_all()
             ui.print_interrupted(tally.graded, tally.total, out.resolve())
             return INTERRUPTED
 
