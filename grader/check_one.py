@@ -34,9 +34,10 @@ from grader.errors import GRADER_FAILED, CheckerLimit, NotebookUnreadable
 from grader.extract import extract_answer_code, read_notebook
 from grader.profiles import get_profile
 from grader.results import SubmissionResult, TestResult
+from grader.sandbox.client import WorkerClient
 from grader.sandbox.isolation import Isolation, Limits, detect_isolation, limit_details
 from grader.sandbox.protocol import forbidden_import_message
-from grader.submission import SandboxSubmission
+from grader.submission import SandboxSubmission, discard_worker, new_worker
 
 __all__ = ["GRADER_FAILED", "Job", "failed_result", "grade", "main", "write_outputs"]
 
@@ -204,7 +205,40 @@ def _all_failed(job: Job, message: str, fault: str) -> list[TestResult]:
             for t in assignment.tests]
 
 
-def grade(job: Job) -> SubmissionResult:
+class Standby:
+    """The sandboxed worker for the next submission, started while this one finishes (its
+    tests done, its results and feedback being written). No student code has run in it; the
+    next submission adopts it when its settings are the ones it would start a worker with
+    (:class:`~grader.submission.SandboxSubmission`), else it is discarded."""
+
+    def __init__(self) -> None:
+        self.worker: WorkerClient | None = None
+
+    def start(self, job: Job) -> None:
+        self.discard()
+        assignment = load_assignment(job.assignment)
+        worker = new_worker(assignment, limits=limits_from_env(),
+                            isolation=detect_isolation(job.isolation), hidden=hidden_paths(job))
+        try:
+            worker.start()
+        except Exception:  # noqa: BLE001 - the next submission starts its own worker instead
+            discard_worker(worker)
+            return
+        self.worker = worker
+
+    def take(self) -> WorkerClient | None:
+        worker, self.worker = self.worker, None
+        return worker
+
+    def discard(self) -> None:
+        if self.worker is not None:
+            discard_worker(self.take())  # type: ignore[arg-type]
+
+
+STANDBY = Standby()
+
+
+def grade(job: Job, following: Job | None = None) -> SubmissionResult:
     started = time.perf_counter()
     began = time.monotonic()  # extraction counts against the submission's time budget
     assignment = load_assignment(job.assignment)
@@ -225,7 +259,11 @@ def grade(job: Job) -> SubmissionResult:
         return result
     extracted = extract_answer_code(notebook, deadline=began + limits.submission_seconds)
     submission = SandboxSubmission(extracted, assignment, limits=limits,
-                                   isolation=isolation, hidden=hidden_paths(job), started=began)
+                                   isolation=isolation, hidden=hidden_paths(job), started=began,
+                                   standby=STANDBY.take())
+    if submission.adopted_standby:
+        print("checker: sandbox started ahead, while the previous submission finished",
+              flush=True)
 
     def give_up(limit: str, message: str) -> None:
         submission.close()
@@ -260,6 +298,8 @@ def grade(job: Job) -> SubmissionResult:
         if watchdog.is_alive():
             watchdog.join(timeout=5)
         submission.close()
+    if following is not None and _serving is not None:
+        STANDBY.start(following)  # boots while this submission's outputs are written
     if watchdog.messages:
         # Where the limit interrupted pytest's own machinery, what broke was this process's
         # limit, not the grader: the student reads which value was too large.
@@ -340,7 +380,7 @@ def _use_training_cache(job: Job) -> None:
         os.environ[CACHE_ENV] = str(job.training_cache)
 
 
-def grade_and_write(job: Job) -> SubmissionResult:
+def grade_and_write(job: Job, following: Job | None = None) -> SubmissionResult:
     """Grade ``job`` and write its outputs; the grader's own failure becomes a staff-visible
     result, never an exception."""
     from grader import training_cache
@@ -349,7 +389,7 @@ def grade_and_write(job: Job) -> SubmissionResult:
     training_cache.STATS = training_cache.CacheStats()
     started = time.perf_counter()
     try:
-        result = grade(job)
+        result = grade(job, following)
     except Exception:  # noqa: BLE001 - the grader's own failure becomes a staff-visible result
         result = failed_result(job, traceback.format_exc())
     write_outputs(result, job.out_dir)
@@ -418,7 +458,8 @@ def serve() -> int:
         os.dup2(log, 2)
         os.close(log)
         try:
-            result = grade_and_write(job)
+            following = Job.from_spec(request["next"]) if request.get("next") else None
+            result = grade_and_write(job, following)
             retire = _retire_after(result)
         finally:
             sys.stdout.flush()
@@ -429,6 +470,7 @@ def serve() -> int:
         control.reply(retire=retire)
         if retire:
             break
+    STANDBY.discard()
     return 0
 
 

@@ -168,8 +168,9 @@ class WarmChecker:
     worker thread of a run has its own).
 
     The protocol is one JSON line each way on the process's stdin and stdout:
-    ``{"spec": job, "log": path}`` in, ``{"pid": ..., "retire": bool}`` out once the results
-    are written. The process writes the submission's log itself, to ``path``."""
+    ``{"spec": job, "log": path, "next": job or null}`` in, ``{"pid": ..., "retire": bool}``
+    out once the results are written. The process writes the submission's log itself, to
+    ``path``; ``next`` is the submission it will get next, whose sandbox it starts early."""
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
@@ -196,13 +197,16 @@ class WarmChecker:
         self._startup.seek(0)
         return self._startup.read()[-4000:].decode(errors="replace")
 
-    def grade(self, job: Job) -> SubmissionResult:
+    def grade(self, job: Job, following: Job | None = None) -> SubmissionResult:
+        """Grade ``job``; ``following``, when known, is the submission this process grades
+        next: its sandbox starts while ``job``'s outputs are being written."""
         run_dir = RunDir(job.out_dir)
         run_dir.logs.mkdir(parents=True, exist_ok=True)
         log = run_dir.log_path(job.student)
         proc = self._ensure()
         assert proc.stdin is not None and proc.stdout is not None
-        request = json.dumps({"spec": job.spec(), "log": str(log)}) + "\n"
+        request = json.dumps({"spec": job.spec(), "log": str(log),
+                              "next": following.spec() if following else None}) + "\n"
         limit = check_seconds()
         try:
             proc.stdin.write(request.encode())

@@ -12,9 +12,10 @@ the same command again grades the rest.
 from __future__ import annotations
 
 import os
+import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,40 +158,66 @@ def run(jobs: list[Job], *, workers: int, force: bool,
     """Grade ``jobs`` with ``workers`` in parallel, skipping finished ones unless ``force``.
 
     Each worker thread keeps one warm checking process (:class:`grader.checkers.WarmChecker`)
-    unless ``grade_one`` grades instead. On KeyboardInterrupt the jobs not started are dropped
-    and the running checking processes killed before it propagates."""
+    unless ``grade_one`` grades instead. While there are more jobs waiting than workers, a
+    thread also takes its next job with the current one, so that the next sandbox starts while
+    the current results are written. On KeyboardInterrupt the jobs not started are dropped and
+    the running checking processes killed before it propagates."""
     results, todo = split_finished(jobs, force=force, on_done=on_done)
-    local = threading.local()
-    checkers: list[WarmChecker] = []
+    workers = max(1, workers)
+    waiting = deque(todo)
     lock = threading.Lock()
+    finished: queue.Queue[tuple[Job, SubmissionResult | None, BaseException | None]] = \
+        queue.Queue()
 
-    def warm(job: Job) -> SubmissionResult:
-        checker = getattr(local, "checker", None)
-        if checker is None:
-            checker = local.checker = WarmChecker()
-            with lock:
-                checkers.append(checker)
-        return checker.grade(job)
+    def take(least: int = 1) -> Job | None:
+        with lock:
+            return waiting.popleft() if len(waiting) >= least else None
 
-    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    def work() -> None:
+        checker = WarmChecker() if grade_one is None else None
+        try:
+            job = take()
+            while job is not None:
+                following = take(least=workers) if checker is not None else None
+                try:
+                    result = checker.grade(job, following) if checker is not None else \
+                        grade_one(job)  # type: ignore[misc]
+                except BaseException as exc:  # noqa: BLE001 - raised again in the main thread
+                    finished.put((job, None, exc))
+                    return
+                finished.put((job, result, None))
+                job = following if following is not None else take()
+        finally:
+            if checker is not None:
+                checker.close()  # it ends at the end of its input
+
+    threads = [threading.Thread(target=work, name=f"grader-worker-{i}", daemon=True)
+               for i in range(min(workers, len(todo)))]
+    for thread in threads:
+        thread.start()
     try:
-        futures = {pool.submit(grade_one or warm, job): job for job in todo}
-        waiting = set(futures)
-        while waiting:
+        left = len(todo)
+        while left:
+            _interrupt.check()
             with _interrupt.deferred():  # what finished is recorded and counted first
-                done, waiting = wait(waiting, timeout=1.0, return_when=FIRST_COMPLETED)
-                for future in done:
-                    result = future.result()
-                    results[futures[future].student] = result
-                    if on_done:
-                        on_done(result, False)
-    except KeyboardInterrupt:
-        pool.shutdown(wait=False, cancel_futures=True)
+                try:
+                    job, result, error = finished.get(timeout=1.0)
+                except queue.Empty:
+                    continue
+                if error is not None:
+                    raise error
+                assert result is not None
+                results[job.student] = result
+                left -= 1
+                if on_done:
+                    on_done(result, False)
+    except BaseException:
+        with lock:
+            waiting.clear()
         stop_all()
         raise
-    pool.shutdown(wait=True)
-    for checker in checkers:  # each ends at the end of its input
-        checker.close()
+    for thread in threads:
+        thread.join()
     return [results[job.student] for job in jobs]
 
 

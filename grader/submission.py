@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -129,6 +130,25 @@ class InProcessSubmission(Submission):
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+def new_worker(assignment: Assignment, *, limits: Limits, isolation: Isolation,
+               hidden: tuple[Path, ...], hit: Callable[[str], None] = lambda _: None
+               ) -> WorkerClient:
+    """A worker client (not started) for ``assignment``, in a private folder of its own (mode
+    0711: no one else can list it) that holds each worker's scratch mount point, named so that
+    a sweeper can tell whose it is."""
+    root = Path(tempfile.mkdtemp(prefix=f"grader-sbx-{os.getpid()}-"))
+    os.chmod(root, 0o711)
+    return WorkerClient(root, limits=limits, isolation=isolation, hidden=hidden, hit=hit,
+                        preload=("keras",) if assignment.needs_tensorflow else (),
+                        forbidden=tuple(assignment.forbidden_imports))
+
+
+def discard_worker(worker: WorkerClient) -> None:
+    """Kill ``worker`` and remove its folder."""
+    worker.kill()
+    shutil.rmtree(worker.root, ignore_errors=True)
+
+
 class SandboxSubmission(Submission):
     """The answer code in a sandboxed worker process, answering calls over its pipes.
 
@@ -142,18 +162,27 @@ class SandboxSubmission(Submission):
 
     def __init__(self, extracted: Extracted, assignment: Assignment, *, limits: Limits,
                  isolation: Isolation, hidden: tuple[Path, ...] = (),
-                 started: float | None = None) -> None:
+                 started: float | None = None, standby: WorkerClient | None = None) -> None:
         super().__init__(assignment)
         self.extracted = extracted
         self.limits = limits
         self.isolation = isolation
         self.hidden = hidden
-        # A private folder (mode 0711: no one else can list it) holding each worker's scratch
-        # mount point; named so that a sweeper can tell whose it is.
-        self._root = Path(tempfile.mkdtemp(prefix=f"grader-sbx-{os.getpid()}-"))
-        os.chmod(self._root, 0o711)
-        self._worker = WorkerClient(self._root, limits=limits, isolation=isolation,
-                                    hidden=hidden, hit=self._hit)
+        worker = new_worker(assignment, limits=limits, isolation=isolation, hidden=hidden,
+                            hit=self._hit)
+        if standby is not None and standby.running and standby.settings() == worker.settings():
+            # A worker started with these very settings while the checking process was busy
+            # with the previous submission; no student code has run in it.
+            shutil.rmtree(worker.root, ignore_errors=True)
+            worker = standby
+            worker.report_to(self._hit)
+        elif standby is not None:
+            discard_worker(standby)
+        self._worker = worker
+        self._root = worker.root
+        self._standby = worker is standby
+        self.adopted_standby = self._standby
+        """Whether this submission got a worker started ahead, while the previous one finished."""
         self.load_messages = list(extracted.messages)
         self._deadline = (time.monotonic() if started is None else started) + \
             limits.submission_seconds
@@ -212,10 +241,15 @@ class SandboxSubmission(Submission):
         does next. The first call that needs the notebook then waits for the reply, within the
         loading call's time limit counted from now; a reply that is complete by then is read even
         if the checking process was busy past that limit. Optional: calls start it when needed."""
-        if (self._worker.running or self._pending_load is not None or not self.extracted.cells
+        if (self._pending_load is not None or not self.extracted.cells
                 or self._load_failure is not None or self._broken is not None):
             return
-        self._worker.start()
+        if self._standby:  # started already, and not yet sent the notebook
+            self._standby = False
+        elif self._worker.running:
+            return
+        else:
+            self._worker.start()
         cells = [{"index": c.index, "source": c.source} for c in self.extracted.cells]
         try:
             self._pending_load = self._send(

@@ -21,6 +21,7 @@ from tests.conftest import ROOT, SAMPLES
 pytestmark = pytest.mark.slow
 
 GRADER = [sys.executable, "-m", "grader"]
+STARTED_AHEAD = "checker: sandbox started ahead, while the previous submission finished"
 PID = re.compile(r"^checker: peak memory \d+ MB, now \d+ MB, [\d.]+ s, pid (\d+)$", re.M)
 
 
@@ -73,6 +74,18 @@ def test_one_warm_process_grades_the_whole_class_at_one_job(backprop_runs):
     assert len(served) == len(list((SAMPLES / "backprop").glob("*.ipynb"))) > 10
     assert len(set(served.values())) == 1, served
     assert len(set(pids(cold).values())) == len(served), "GRADER_CHECKER_JOBS=1: one each"
+
+
+def test_each_sandbox_after_the_first_starts_while_the_previous_submission_finishes(
+        backprop_runs):
+    warm, cold = backprop_runs
+    ahead = {log.stem for log in (warm / ".logs").glob("*.log") if STARTED_AHEAD in
+             log.read_text(errors="replace")}
+    graded = sorted(log.stem for log in (warm / ".logs").glob("*.log"))
+    # One job at a time, in the order found: only the first submission's sandbox starts with it.
+    assert set(graded) - ahead == {graded[0]}
+    assert not any(STARTED_AHEAD in log.read_text(errors="replace")
+                   for log in (cold / ".logs").glob("*.log"))
 
 
 def test_warm_results_are_those_of_a_fresh_process_each(backprop_runs):

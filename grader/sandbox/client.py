@@ -32,8 +32,9 @@ from grader.errors import CallTimeout, RefusedValue, WorkerCrashed, WorkerUnavai
 if TYPE_CHECKING:
     from grader.sandbox.isolation import Isolation, Limits
 
-READY_SECONDS = 60.0
-"""How long a worker may take to start (Python and its imports) before the grader gives up."""
+READY_SECONDS = 120.0
+"""How long a worker may take to start (Python and its imports, Keras where preloaded) before
+the grader gives up."""
 
 
 class _OutputDrain(threading.Thread):
@@ -62,12 +63,17 @@ class WorkerClient:
     """
 
     def __init__(self, root: Path, *, limits: Limits, isolation: Isolation,
-                 hidden: tuple[Path, ...], hit: Callable[[str], None]) -> None:
+                 hidden: tuple[Path, ...], hit: Callable[[str], None],
+                 preload: tuple[str, ...] = (), forbidden: tuple[str, ...] = ()) -> None:
         self.root = root
         """A private folder holding each worker's scratch mount point."""
         self.limits = limits
         self.isolation = isolation
         self.hidden = hidden
+        self.preload = preload
+        """Modules the worker imports before its ``ready`` line (``keras`` where the assignment
+        needs TensorFlow), with the assignment's ``forbidden`` imports failing meanwhile."""
+        self.forbidden = forbidden
         self._hit = hit
         self.scratch: Path | None = None
         """The running (or last) worker's scratch directory."""
@@ -109,6 +115,9 @@ class WorkerClient:
             "TF_NUM_INTRAOP_THREADS": "1",
             "LANG": "C.UTF-8",
         }
+        if self.preload:
+            env["GRADER_PRELOAD"] = ",".join(self.preload)
+            env["GRADER_PRELOAD_FORBIDDEN"] = ",".join(self.forbidden)
         self._inbox = bytearray()
         self._ready = False
         self._proc = spawn_sandboxed(self.worker_argv(self.scratch), scratch=self.scratch,
@@ -117,6 +126,15 @@ class WorkerClient:
                                      hidden=self.hidden)
         self._drain = _OutputDrain(self._proc.stderr, self.limits.output_bytes)
         self._drain.start()
+
+    def settings(self) -> tuple[object, ...]:
+        """What a worker is started with: a worker started for one submission serves another
+        only where these are equal."""
+        return (self.limits, self.isolation, self.hidden, self.preload, self.forbidden)
+
+    def report_to(self, hit: Callable[[str], None]) -> None:
+        """Where the limits this worker runs into are reported from now on."""
+        self._hit = hit
 
     def kill(self) -> None:
         """Kill the worker and everything it started; safe to call twice."""

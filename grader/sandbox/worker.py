@@ -152,6 +152,27 @@ class Worker:
         return reply, out
 
 
+def _preload() -> None:
+    """Import what the assignment's code is graded with (``GRADER_PRELOAD``, e.g. ``keras``)
+    before the ``ready`` line, with the assignment's forbidden imports already failing
+    (``GRADER_PRELOAD_FORBIDDEN``): the import is the grader's start-up time, not the student's,
+    and it can happen while the checking process is still busy with the previous submission.
+    The load request imports them anyway, before any student code; seeds are set there."""
+    names = [n for n in os.environ.pop("GRADER_PRELOAD", "").split(",") if n]
+    forbidden = [n for n in os.environ.pop("GRADER_PRELOAD_FORBIDDEN", "").split(",") if n]
+    if not names:
+        return
+    import importlib
+
+    blocker = _BlockImports(forbidden)
+    sys.meta_path.insert(0, blocker)
+    try:
+        for name in names:
+            importlib.import_module(name)
+    finally:
+        sys.meta_path.remove(blocker)
+
+
 def main() -> None:
     from grader.codec import read_message
 
@@ -164,6 +185,7 @@ def main() -> None:
     sys.stdin = open(0, closefd=False)  # noqa: SIM115
     sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115
     os.chdir(scratch)
+    _preload()
     worker = Worker(scratch, replies)
     worker.reply({"ready": True})
     while (message := read_message(requests, "a request")) is not None:
