@@ -4,11 +4,14 @@ the limit (the hidden suites' own training and evaluation, run directly in one p
     MNIST_NPZ=/path/to/mnist.npz .venv/bin/python bench/run.py            # the default plan
     .venv/bin/python bench/run.py --assignment backprop --n 1,10 --jobs 1,2 --memory-n 0
 
-For each assignment: build a class of N submissions (bench/make_class.py), grade it with
-``grader grade --jobs J`` and with ``nbgrader autograde`` (in a temporary copy of the course
-directory), and record wall time, per-submission time, peak memory and whether the two agree
-on every function's points. Writes OUT/results.json (after every run, so a stopped benchmark
-keeps what it measured), OUT/report.md (the tables) and a plot.
+For each assignment: build a class of N submissions (bench/make_class.py; for mnist a
+realistic class of 20), grade it with ``grader grade --jobs J`` with the training cache on
+(each run with its own fresh ``--out``, so no run starts warm) and with ``--no-cache``, and with
+``nbgrader autograde`` (in a temporary copy of the course directory), and record wall time,
+per-submission time and its part beyond training, distinct trainings, peak memory, whether all
+of them agree on every function's points, and whether the grader's results with and without
+the cache are identical apart from timing fields. Writes OUT/results.json (after every run,
+so a stopped benchmark keeps what it measured), OUT/report.md (the tables) and a plot.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -48,17 +52,40 @@ class Plan:
     nbgrader_sizes: tuple[int, ...]
     memory_sizes: tuple[int, ...] = ()
     """Larger classes graded by the grader only, at the largest J, for its memory curve."""
+    uncached_sizes: tuple[int, ...] = ()
+    """Classes (the first N members of the class) graded again with ``--no-cache``."""
+    uncached_jobs: tuple[int, ...] = ()
+    """The ``--jobs`` values of the ``--no-cache`` runs."""
 
 
-# The default sizes fit in 30 minutes on a 2-core CPU (26 minutes measured on an idle one, see
-# docs/benchmarks.md): an mnist submission trains four models (65 to 120 s with either grader),
-# so mnist stops at N = 2, one submission per worker at J = 2; nbgrader spends about 7 s on a
-# backprop notebook, so it grades backprop up to N = 10 and only the grader goes on to 50 and 200.
+# The default plan aims at 30 minutes on a 2-core CPU (bench/README.md gives the arithmetic).
+# mnist: the realistic class of 20 (bench/make_class.py) with the training cache at J = 1 and
+# J = 2; nbgrader (55-110 s per notebook that trains: up to 35 minutes for the 20 alone) and
+# the grader without the cache (25-67 s per submission at J = 2) grade the class's first five
+# only, a sample that holds every kind of member (the reference, another style, a mistake, other
+# hyperparameters, a stub); their cost for the whole class is extrapolated from wall / N, marked so.
+# backprop trains nothing, so its plan (the grader's start-up and memory curve, N up to 200) is
+# its own: --assignment backprop.
 DEFAULT_PLANS = {
-    "mnist": Plan(sizes=(1, 2), jobs=(1, 2), nbgrader_sizes=(1, 2)),
+    "mnist": Plan(sizes=(20,), jobs=(1, 2), nbgrader_sizes=(5,), uncached_sizes=(5,),
+                  uncached_jobs=(2,)),
     "backprop": Plan(sizes=(1, 10, 50), jobs=(1, 2), nbgrader_sizes=(1, 10),
                      memory_sizes=(200,)),
 }
+# --full: every run on the whole class (mnist: 55 to 100 minutes on 2 cores).
+FULL_PLANS = {
+    "mnist": Plan(sizes=(20,), jobs=(1, 2), nbgrader_sizes=(20,), uncached_sizes=(20,),
+                  uncached_jobs=(1, 2)),
+    "backprop": Plan(sizes=(1, 10, 50), jobs=(1, 2), nbgrader_sizes=(1, 10, 50),
+                     memory_sizes=(200,), uncached_sizes=(1, 10, 50), uncached_jobs=(1, 2)),
+}
+TIMING_FIELDS = ("seconds",)
+"""Fields of result.full.json (top level and per test, grader/results.py) that are timings:
+the only ones allowed to differ between runs with and without the training cache."""
+CACHE_LINE = re.compile(r"training cache: hits=(\d+) misses=(\d+) unkeyed=(\d+)")
+"""What the checking process writes to OUT/.logs/<student>.log about the training cache."""
+_RESULTS: dict[tuple[str, str], dict[str, Any]] = {}
+"""(assignment, run name) -> student -> result.full.json without its timing fields."""
 
 
 @dataclass
@@ -94,10 +121,19 @@ class Run:
     per_submission_s: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    cache: bool | None = None
+    """Grader: whether the training cache was on (None: a run from before the cache)."""
 
     @property
     def label(self) -> str:
-        return f"{self.tool} J={self.jobs}" if self.tool == "grader" else self.tool
+        if self.tool != "grader":
+            return self.tool
+        return f"grader J={self.jobs}" + (" no cache" if self.cache is False else "")
+
+    @property
+    def name(self) -> str:
+        """The label with the class size: runs of different sizes are compared too."""
+        return f"{self.label} N={self.n}"
 
 
 # -- measuring one command ---------------------------------------------------------------------
@@ -163,12 +199,18 @@ def run_limit(assignment: str, work: Path) -> Run:
 
 
 def run_grader(assignment: str, members: list[Member], class_dir: Path, jobs: int,
-               work: Path) -> Run:
-    out = work / f"grader-{assignment}-n{len(members)}-j{jobs}"
+               work: Path, *, cache: bool = True) -> Run:
+    # Each run its own fresh --out, so that no run starts from another's training cache.
+    out = work / f"grader-{assignment}-n{len(members)}-j{jobs}-{'cache' if cache else 'no-cache'}"
+    shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "grader", "grade", str(class_dir), "--assignment",
-               assignment, "--out", str(out), "--jobs", str(jobs), "--quiet", "--force"]
+               assignment, "--out", str(out), "--jobs", str(jobs), "--quiet", "--force",
+               *([] if cache else ["--no-cache"])]
     got = measure(command, cwd=ROOT, env=_env(), log=out.with_suffix(".log"))
     run = _run_from(assignment, "grader", len(members), jobs, got)
+    run.cache = cache
+    kept = _RESULTS.setdefault((assignment, run.name), {})
+    overheads: dict[str, float] = {}
     if got.returncode != 0:
         run.problems.append(f"grader exited with {got.returncode}: {got.log[-2000:]}")
     for member in members:
@@ -180,6 +222,10 @@ def run_grader(assignment: str, members: list[Member], class_dir: Path, jobs: in
         if result.get("grader_error"):
             run.problems.append(f"{member.student}: grader error: {result['grader_error'][:500]}")
         run.per_submission_s[member.student] = float(result.get("seconds") or 0.0)
+        # Beyond training: the submission's time less its accuracy tests (those that train).
+        overheads[member.student] = round(float(result.get("seconds") or 0.0) - sum(
+            t.get("seconds") or 0.0 for t in result["tests"] if _trains(t)), 3)
+        kept[member.student] = without_timing(result, class_dir)
         points: dict[str, list[float]] = {}
         for test in result["tests"]:
             function = test.get("function") or test["name"].split(":", 1)[0]
@@ -194,9 +240,101 @@ def run_grader(assignment: str, members: list[Member], class_dir: Path, jobs: in
                 "student": member.student, "seconds": result.get("seconds"),
                 "tests_seconds": round(sum(t.get("seconds") or 0.0 for t in tests), 3),
                 "accuracy_tests_seconds": round(sum(
-                    t.get("seconds") or 0.0 for t in tests if "accuracy" in t["name"]), 3)}
+                    t.get("seconds") or 0.0 for t in tests if _trains(t)), 3)}
+    run.extra["overhead_s"] = overheads
+    if overheads:
+        run.extra["overhead_median_s"] = round(statistics.median(overheads.values()), 3)
+    run.extra["trainings"] = cache_counts(out, members, cache)
     _finish(run)
     return run
+
+
+def _trains(test: dict[str, Any]) -> bool:
+    """The hidden tests that train a model: the accuracy tests."""
+    return "accuracy" in test["name"]
+
+
+def cache_counts(out: Path, members: list[Member], cache: bool) -> dict[str, Any]:
+    """Distinct trainings: the entries of the run's training cache (one per key trained,
+    grader/training_cache.py), and the sum of what each checking process says it did with the
+    cache (``training cache: hits=H misses=M unkeyed=U`` in OUT/.logs/<student>.log)."""
+    folder = out / ".cache" / "training"
+    counts: dict[str, Any] = {
+        "entries": (len(list(folder.glob("*.json"))) if folder.is_dir() else 0) if cache
+        else None,
+        "hits": 0, "misses": 0, "unkeyed": 0, "logs_with_counts": 0}
+    for member in members:
+        log = out / ".logs" / f"{member.student}.log"
+        found = CACHE_LINE.findall(log.read_text(errors="replace")) if log.is_file() else []
+        if found:
+            hits, misses, unkeyed = (int(x) for x in found[-1])
+            counts["hits"] += hits
+            counts["misses"] += misses
+            counts["unkeyed"] += unkeyed
+            counts["logs_with_counts"] += 1
+    # Without the cache nothing is counted: every model that reaches training trains.
+    counts["total"] = (counts["hits"] + counts["misses"] + counts["unkeyed"]
+                       if cache and counts["logs_with_counts"] else None)
+    return counts
+
+
+def without_timing(result: dict[str, Any], class_dir: Path) -> dict[str, Any]:
+    """``result`` without its timing fields, and with the notebook's path relative to the
+    class folder (a class of a smaller size lives in another folder)."""
+    kept = {k: v for k, v in result.items() if k not in TIMING_FIELDS}
+    kept["tests"] = [{k: v for k, v in t.items() if k not in TIMING_FIELDS}
+                     for t in result.get("tests", [])]
+    notebook = str(kept.get("notebook", ""))
+    if notebook.startswith(str(class_dir)):
+        kept["notebook"] = notebook[len(str(class_dir)):]
+    return kept
+
+
+def differences(a: Any, b: Any, where: str = "", limit: int = 5) -> list[str]:
+    """Where two JSON values differ (at most ``limit`` places)."""
+    if type(a) is not type(b):
+        return [where or "/"]
+    if isinstance(a, dict):
+        found: list[str] = []
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                found.append(f"{where}/{key}")
+            else:
+                found += differences(a[key], b[key], f"{where}/{key}", limit - len(found))
+            if len(found) >= limit:
+                break
+        return found[:limit]
+    if isinstance(a, list):
+        if len(a) != len(b):
+            return [f"{where} (length {len(a)} vs {len(b)})"]
+        found = []
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            found += differences(x, y, f"{where}/{index}", limit - len(found))
+            if len(found) >= limit:
+                break
+        return found[:limit]
+    return [] if a == b else [where or "/"]
+
+
+def identical(first: Run, second: Run, members: list[Member]) -> dict[str, Any]:
+    """Are two grader runs' result.full.json files the same, timing fields aside?"""
+    a = _RESULTS.get((first.assignment, first.name), {})
+    b = _RESULTS.get((second.assignment, second.name), {})
+    found = []
+    compared = 0
+    for member in members:
+        if member.student not in a or member.student not in b:
+            found.append(f"{member.student}: no result from "
+                         f"{first.name if member.student not in a else second.name}")
+            continue
+        compared += 1
+        where = differences(a[member.student], b[member.student])
+        if where:
+            found.append(f"{member.student}: {', '.join(where)}")
+    return {"assignment": first.assignment, "n": len(members), "first": first.name,
+            "second": second.name, "compared": compared,
+            "identical": compared - sum(": no result from " not in d for d in found),
+            "differences": found}
 
 
 def nbgrader_course(assignment: str, work: Path) -> Path:
@@ -304,7 +442,7 @@ def compare(first: Run, second: Run, members: list[Member]) -> dict[str, Any]:
         a = first.points.get(member.student)
         b = second.points.get(member.student)
         if a is None or b is None:
-            missing = first.label if a is None else second.label
+            missing = first.name if a is None else second.name
             disagreements.append(f"{member.student}: no points from {missing}")
             continue
         for function in sorted(set(a) | set(b)):
@@ -312,32 +450,23 @@ def compare(first: Run, second: Run, members: list[Member]) -> dict[str, Any]:
             got_a = a.get(function, [None])[0]
             got_b = b.get(function, [None])[0]
             if got_a is None or got_b is None or abs(got_a - got_b) > 1e-6:
-                disagreements.append(f"{member.student} {function}: {first.label} {got_a}, "
-                                     f"{second.label} {got_b}")
+                disagreements.append(f"{member.student} {function}: {first.name} {got_a}, "
+                                     f"{second.name} {got_b}")
     return {"assignment": first.assignment, "n": len(members),
-            "first": first.label, "second": second.label, "compared": compared,
+            "first": first.name, "second": second.name, "compared": compared,
             "agree": compared - sum(": no points from " not in d for d in disagreements),
             "disagreements": disagreements}
 
 
 def expected_verdicts(run: Run, members: list[Member]) -> dict[str, Any]:
-    """Against the samples' own record of which functions must lose points."""
-    sys.path.insert(0, str(ROOT / "tests" / "files" / "samples"))
-    from build import MISTAKES  # type: ignore[import-not-found]
-
-    loses = {m.name: set(m.loses) for m in MISTAKES}
+    """Against the class's own record of which functions must lose points (the samples' and
+    the benchmark's variants', bench/make_class.py)."""
     wrong = []
     for member in members:
         for function, (earned, available) in run.points.get(member.student, {}).items():
-            if member.sample == "reference":
-                should_lose = False
-            elif member.sample == "stub_untouched":
-                should_lose = True
-            else:
-                should_lose = function in loses.get(member.sample, set())
-            if should_lose != (earned < available):
+            if (function in member.loses) != (earned < available):
                 wrong.append(f"{member.student} {function}: {earned}/{available}")
-    return {"run": run.label, "unexpected": wrong}
+    return {"run": run.name, "unexpected": wrong}
 
 
 # -- the benchmark -------------------------------------------------------------------------------
@@ -377,7 +506,7 @@ def benchmark(plans: dict[str, Plan], out: Path, plot: Path, command: str) -> di
     report: dict[str, Any] = {"command": command, "machine": machine(),
                               "started": dt.datetime.now().isoformat(timespec="seconds"),
                               "plans": {a: asdict(p) for a, p in plans.items()},
-                              "runs": [], "agreement": [], "expected": []}
+                              "runs": [], "agreement": [], "identical": [], "expected": []}
     started = time.perf_counter()
 
     def record(run: Run) -> None:
@@ -395,25 +524,33 @@ def benchmark(plans: dict[str, Plan], out: Path, plot: Path, command: str) -> di
         for assignment, plan in plans.items():
             warm_up(assignment)
             record(run_limit(assignment, work))
-            for n in sorted(set(plan.sizes) | set(plan.nbgrader_sizes) | set(plan.memory_sizes)):
+            graded: list[tuple[Run, list[Member]]] = []
+            sizes = set(plan.sizes) | set(plan.nbgrader_sizes) | set(plan.memory_sizes) \
+                | set(plan.uncached_sizes)
+            for n in sorted(sizes, reverse=True):  # the whole class first, then its samples
                 class_dir = work / f"class-{assignment}-n{n}"
                 members = make_class(assignment, n, class_dir)
-                graded: list[Run] = []
-                jobs = plan.jobs if n in plan.sizes else (max(plan.jobs),)
-                for j in jobs:
-                    if j > n and j != min(jobs):
-                        continue  # more workers than submissions: the same as fewer
-                    graded.append(run_grader(assignment, members, class_dir, j, work))
-                    record(graded[-1])
+                runs: list[Run] = []
+                jobs = plan.jobs if n in plan.sizes else \
+                    (max(plan.jobs),) if n in plan.memory_sizes else ()
+                for cache, js in ((True, jobs),
+                                  (False, plan.uncached_jobs if n in plan.uncached_sizes else ())):
+                    for j in js:
+                        if j > n and j != min(js):
+                            continue  # more workers than submissions: the same as fewer
+                        runs.append(run_grader(assignment, members, class_dir, j, work,
+                                               cache=cache))
+                        record(runs[-1])
                 if n in plan.nbgrader_sizes:
-                    graded.append(run_nbgrader(assignment, members, class_dir, work))
-                    record(graded[-1])
-                for other in graded[1:]:
-                    report["agreement"].append(compare(graded[0], other, members))
+                    runs.append(run_nbgrader(assignment, members, class_dir, work))
+                    record(runs[-1])
                 report["expected"] += [dict(expected_verdicts(r, members), n=n,
-                                            assignment=assignment) for r in graded]
-                save(report, out)
+                                            assignment=assignment) for r in runs]
+                graded += [(r, members) for r in runs]
                 shutil.rmtree(class_dir, ignore_errors=True)
+            report["agreement"] += agreements(graded)
+            report["identical"] += identities(graded)
+            save(report, out)
     report["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     report["total_s"] = round(time.perf_counter() - started, 1)
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -421,6 +558,37 @@ def benchmark(plans: dict[str, Plan], out: Path, plot: Path, command: str) -> di
     (out / "report.md").write_text(render(report))
     draw(report, plot)
     return report
+
+
+def _common(a: list[Member], b: list[Member]) -> list[Member]:
+    """The students two runs both graded: the smaller class is the larger one's first members."""
+    return a if len(a) <= len(b) else b
+
+
+def agreements(graded: list[tuple[Run, list[Member]]]) -> list[dict[str, Any]]:
+    """Points, function by function: nbgrader against every grader run, and the first grader
+    run (the whole class, cache on, smallest J) against every other grader run."""
+    graders = [(r, m) for r, m in graded if r.tool == "grader"]
+    rows = []
+    if graders:
+        base, base_members = graders[0]
+        rows += [compare(base, r, _common(base_members, m)) for r, m in graders[1:]]
+    for nb, nb_members in ((r, m) for r, m in graded if r.tool == "nbgrader"):
+        rows += [compare(r, nb, _common(m, nb_members)) for r, m in graders]
+    return rows
+
+
+def identities(graded: list[tuple[Run, list[Member]]]) -> list[dict[str, Any]]:
+    """Whole result.full.json files, timing fields aside: every grader run without the cache
+    against every run with it, and the runs with it at different J against each other."""
+    graders = [(r, m) for r, m in graded if r.tool == "grader"]
+    rows = []
+    for index, (first, first_members) in enumerate(graders):
+        for second, second_members in graders[index + 1:]:
+            if first.cache is False and second.cache is False:
+                continue
+            rows.append(identical(first, second, _common(first_members, second_members)))
+    return rows
 
 
 def save(report: dict[str, Any], out: Path) -> None:
@@ -436,18 +604,24 @@ def _runs(report: dict[str, Any], **match: Any) -> list[dict[str, Any]]:
 
 def render(report: dict[str, Any]) -> str:
     """The tables of docs/benchmarks.md, from the results."""
-    lines = ["| assignment | grader | N | J | wall (s) | per submission, median (s) | "
-             "wall / N (s) | peak RSS, process tree (MB) | largest process (MB) | "
-             "load average after (1 min) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| assignment | grader | N | J | training cache | wall (s) | per submission, median "
+             "(s) | beyond training, median (s) | wall / N (s) | distinct trainings | trainings | "
+             "peak RSS, process tree (MB) | largest process (MB) | load average after (1 min) |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["runs"]:
         if r["tool"] == "limit":
             continue
         jobs = str(r["jobs"]) if r["tool"] == "grader" else "1 (serial)"
+        cache = {True: "on", False: "off"}.get(r.get("cache"), "—")
         load = r["extra"].get("load_average_after", [float("nan")])[0]
-        lines.append(f"| {r['assignment']} | {r['tool']} | {r['n']} | {jobs} | {r['wall_s']:.1f} "
-                     f"| {r['per_submission_median_s']:.2f} | {r['amortised_s']:.2f} | "
+        beyond = r["extra"].get("overhead_median_s", float("nan"))
+        distinct, total = _trainings(r)
+        lines.append(f"| {r['assignment']} | {r['tool']} | {r['n']} | {jobs} | {cache} | "
+                     f"{r['wall_s']:.1f} | {r['per_submission_median_s']:.2f} | "
+                     f"{_num(beyond, 2)} | {r['amortised_s']:.2f} | {distinct} | {total} | "
                      f"{r['peak_tree_rss_mb']:.0f} | {r['max_process_rss_mb']:.0f} | "
                      f"{_num(load)} |")
+    lines += ["", *headline(report)]
     lines += ["", "| assignment | limit per submission (s) | grader, N=1 (s) | grader overhead "
               "(s) | grader / limit | nbgrader, N=1 (s) | nbgrader / limit | "
               "nbgrader / grader |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -455,6 +629,8 @@ def render(report: dict[str, Any]) -> str:
         a = limit["assignment"]
         one = _runs(report, assignment=a, tool="grader", n=1, jobs=1)
         nb_one = _runs(report, assignment=a, tool="nbgrader", n=1)
+        if not one and not nb_one:
+            continue  # no class of one (the mnist class plan): the tables above say it all
         g = one[0]["wall_s"] if one else float("nan")
         nb = nb_one[0]["wall_s"] if nb_one else float("nan")
         lim = limit["per_submission_median_s"]
@@ -480,7 +656,10 @@ def render(report: dict[str, Any]) -> str:
               "|---|---:|---:|---:|---:|---:|---:|"]
     for nb in _runs(report, tool="nbgrader"):
         a, n = nb["assignment"], nb["n"]
-        walls = {r["jobs"]: r["wall_s"] for r in _runs(report, assignment=a, tool="grader", n=n)}
+        walls = {r["jobs"]: r["wall_s"] for r in _runs(report, assignment=a, tool="grader", n=n)
+                 if r.get("cache") is not False}
+        if not walls:
+            continue  # a sample of the class: the headline table scales it
         j1, j2 = walls.get(1, float("nan")), walls.get(2, float("nan"))
         lines.append(f"| {a} | {n} | {nb['wall_s']:.1f} | {_num(j1)} | {_num(j2)} | "
                      f"{_ratio(nb['wall_s'], j1)} | {_ratio(nb['wall_s'], j2)} |")
@@ -490,7 +669,80 @@ def render(report: dict[str, Any]) -> str:
         what = "; ".join(row["disagreements"]) or "none"
         lines.append(f"| {row['assignment']} | {row['n']} | {row['first']} vs {row['second']} | "
                      f"{row['compared']} | {row['agree']} | {what} |")
-    return "\n".join(lines) + "\n"
+    lines += ["", "| assignment | students | compared | results compared | identical apart from "
+              "timing | differences |", "|---|---:|---|---:|---:|---|"]
+    for row in report.get("identical", []):
+        what = "; ".join(row["differences"]) or "none"
+        lines.append(f"| {row['assignment']} | {row['n']} | {row['first']} vs {row['second']} | "
+                     f"{row['compared']} | {row['identical']} | {what} |")
+    return "\n".join(_without_empty_tables(lines)) + "\n"
+
+
+def _without_empty_tables(lines: list[str]) -> list[str]:
+    """Tables with no rows left out (a header, its rule, then a blank line or the end)."""
+    out: list[str] = []
+    index = 0
+    while index < len(lines):
+        header = lines[index].startswith("| ") and index + 1 < len(lines) \
+            and lines[index + 1].startswith("|---")
+        if header and (index + 2 == len(lines) or not lines[index + 2].startswith("|")):
+            index += 3  # the header, its rule and the blank line after them
+            continue
+        out.append(lines[index])
+        index += 1
+    while out and not out[-1]:
+        out.pop()
+    return out
+
+
+def _trainings(run: dict[str, Any]) -> tuple[str, str]:
+    """Distinct trainings (the cache's entries after the run) and all trainings asked for
+    (hits + misses + unkeyed, summed over the checking processes' logs), as table cells."""
+    counts = run["extra"].get("trainings") or {}
+    distinct = "—" if counts.get("entries") is None else str(counts["entries"])
+    total = "—" if counts.get("total") is None else str(counts["total"])
+    if counts.get("total") is not None and counts.get("logs_with_counts", 0) < run["n"]:
+        total += f" ({counts['logs_with_counts']} of {run['n']} logs)"
+    return distinct, total
+
+
+def _scaled(runs: list[dict[str, Any]], n: int) -> tuple[float, str]:
+    """The wall time of the largest of ``runs``, scaled by wall / N to ``n`` students when it
+    graded fewer (marked "est.")."""
+    if not runs:
+        return float("nan"), "—"
+    run = max(runs, key=lambda r: (r["n"], r["jobs"]))
+    if run["n"] == n:
+        return run["wall_s"], f"{run['wall_s']:.1f}"
+    value = run["amortised_s"] * n
+    return value, f"{value:.1f} (est. from N={run['n']})"
+
+
+def headline(report: dict[str, Any]) -> list[str]:
+    """The ratios issue 16 asks for, per assignment, on its largest class graded with the cache:
+    nbgrader against the grader (cache on, largest J), the grader without the cache against with
+    it, the overhead beyond training, and the distinct trainings against all of them. A run on
+    fewer students than the class is scaled by wall / N and marked "est."."""
+    lines = ["| assignment | N | grader, cache on, J (s) | nbgrader (s) | nbgrader / grader | "
+             "cache off (s) | cache off / cache on | beyond training per submission, median "
+             "(s) | distinct trainings / trainings |", "|---|---:|---|---|---:|---|---:|---:|---|"]
+    for a in dict.fromkeys(r["assignment"] for r in report["runs"]):
+        cached = [r for r in _runs(report, assignment=a, tool="grader") if r.get("cache")]
+        if not cached:
+            continue
+        n = max(r["n"] for r in cached)
+        best = max((r for r in cached if r["n"] == n), key=lambda r: r["jobs"])
+        wall = best["wall_s"]
+        nb, nb_text = _scaled(_runs(report, assignment=a, tool="nbgrader"), n)
+        off, off_text = _scaled([r for r in _runs(report, assignment=a, tool="grader",
+                                                  jobs=best["jobs"]) if r.get("cache") is False], n)
+        off_text += f", J={best['jobs']}" if off == off else ""
+        beyond = best["extra"].get("overhead_median_s", float("nan"))
+        distinct, total = _trainings(best)
+        lines.append(f"| {a} | {n} | {wall:.1f}, J={best['jobs']} | {nb_text} | "
+                     f"{_ratio(nb, wall)} | {off_text} | {_ratio(off, wall)} | "
+                     f"{_num(beyond, 2)} | {distinct} / {total} |")
+    return lines
 
 
 def _ratio(a: float, b: float) -> str:
@@ -566,20 +818,30 @@ def plans_from(args: argparse.Namespace) -> dict[str, Plan]:
     names = ["mnist", "backprop"] if args.assignment == "all" else [args.assignment]
     plans = {}
     for name in names:
-        default = DEFAULT_PLANS[name]
+        default = (FULL_PLANS if args.full else DEFAULT_PLANS)[name]
         sizes = _ints(args.n) if args.n else default.sizes
         nb_sizes = (_ints(args.nbgrader_n) if args.nbgrader_n is not None
                     else sizes if args.n else default.nbgrader_sizes)
         memory = (_ints(args.memory_n) if args.memory_n is not None
                   else () if args.n else default.memory_sizes)
-        plans[name] = Plan(sizes=sizes, jobs=_ints(args.jobs) if args.jobs else default.jobs,
-                           nbgrader_sizes=nb_sizes, memory_sizes=memory)
+        jobs = _ints(args.jobs) if args.jobs else default.jobs
+        uncached = (_ints(args.uncached_n) if args.uncached_n is not None
+                    else sizes if args.n else default.uncached_sizes)
+        uncached_jobs = (_ints(args.uncached_jobs) if args.uncached_jobs is not None
+                         else jobs if args.n or args.jobs else default.uncached_jobs)
+        plans[name] = Plan(sizes=sizes, jobs=jobs, nbgrader_sizes=nb_sizes, memory_sizes=memory,
+                           uncached_sizes=uncached, uncached_jobs=uncached_jobs)
     return plans
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--assignment", choices=["all", "mnist", "backprop"], default="all")
+    parser.add_argument("--assignment", choices=["all", "mnist", "backprop"], default="mnist",
+                        help="default: mnist, the realistic class (backprop has a plan of its "
+                             "own; all: both, one after the other)")
+    parser.add_argument("--full", action="store_true",
+                        help="every run on the whole class: nbgrader and --no-cache at every J "
+                             "too (mnist: 55 to 100 minutes on 2 cores)")
     parser.add_argument("--n", default=None, help="class sizes, e.g. 1,10,50 (default: the plan)")
     parser.add_argument("--jobs", default=None, help="grader --jobs values, e.g. 1,2")
     parser.add_argument("--nbgrader-n", default=None,
@@ -587,6 +849,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-n", default=None,
                         help="extra sizes graded by the grader only, at the largest J "
                              "(default: the plan's; 0 for none)")
+    parser.add_argument("--uncached-n", default=None,
+                        help="sizes graded again with --no-cache (the class's first members; "
+                             "default: --n, or the plan's; 0 for none)")
+    parser.add_argument("--uncached-jobs", default=None,
+                        help="--jobs values of the --no-cache runs (default: --jobs, or the "
+                             "plan's)")
     parser.add_argument("--out", type=Path, default=BENCH / "output")
     parser.add_argument("--plot", type=Path, default=None, help="default: OUT/benchmarks.png")
     parser.add_argument("--render", action="store_true",
@@ -606,6 +874,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render(report))
     problems = [p for r in report["runs"] for p in r["problems"]]
     disagreements = [d for row in report["agreement"] for d in row["disagreements"]]
+    disagreements += [d for row in report["identical"] for d in row["differences"]]
     if problems:
         print("bench: problems:\n  " + "\n  ".join(problems), file=sys.stderr)
     return 1 if problems or disagreements else 0
