@@ -177,7 +177,7 @@ class WarmChecker:
         self._startup: IO[bytes] | None = None
         self.served = 0
         self.started = 0
-        """How many processes this checker has started (a test reads it)."""
+        """How many processes this checker has started."""
 
     def _ensure(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:

@@ -211,10 +211,14 @@ def run(jobs: list[Job], *, workers: int, force: bool,
                 left -= 1
                 if on_done:
                     on_done(result, False)
-    except BaseException:
+    except (KeyboardInterrupt, Interrupted):
         with lock:
             waiting.clear()
         stop_all()
+        raise
+    except BaseException:
+        with lock:  # the gradings under way finish; no new one starts
+            waiting.clear()
         raise
     for thread in threads:
         thread.join()

@@ -170,7 +170,7 @@ class SandboxSubmission(Submission):
         self.hidden = hidden
         worker = new_worker(assignment, limits=limits, isolation=isolation, hidden=hidden,
                             hit=self._hit)
-        if standby is not None and standby.running and standby.settings() == worker.settings():
+        if standby is not None and standby.alive and standby.settings() == worker.settings():
             # A worker started with these very settings while the checking process was busy
             # with the previous submission; no student code has run in it.
             shutil.rmtree(worker.root, ignore_errors=True)

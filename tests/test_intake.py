@@ -307,6 +307,13 @@ def test_ctrl_c_stops_at_once_and_a_rerun_resumes(tmp_path):
              "backward_wrong_sign", "forward_returns_lists"]
     for name in names:
         _copy(name, subs / f"{name}.ipynb")
+    # A classmate whose notebook takes 15 s to load (a default argument that sleeps), so that
+    # a grading is still under way when the others are done: a warm checking process grades a
+    # backprop notebook in well under a second.
+    slow = (BACKPROP / "reference.ipynb").read_text().replace(
+        "def update(params, grads, lr):", "def update(params, grads, lr, _=__import__('time').sleep(15)):")
+    (subs / "slow_to_load.ipynb").write_text(slow)
+    names.append("slow_to_load")
     out = tmp_path / "out"
     args = [*_grader(), "grade", str(subs), "--assignment", "backprop", "--out", str(out),
             "--jobs", "2", "--quiet"]
@@ -315,6 +322,8 @@ def test_ctrl_c_stops_at_once_and_a_rerun_resumes(tmp_path):
     deadline = time.monotonic() + 300
     while not list(out.glob("*/result.full.json")) and time.monotonic() < deadline:
         time.sleep(0.1)
+    while not _open_in(out) and time.monotonic() < deadline:  # between two submissions
+        time.sleep(0.05)
     assert _open_in(out), "no checking process was running"
     proc.send_signal(signal.SIGINT)
     started = time.monotonic()
@@ -326,7 +335,7 @@ def test_ctrl_c_stops_at_once_and_a_rerun_resumes(tmp_path):
     assert time.monotonic() - started < 10
     assert proc.returncode == 130
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
-    assert re.search(r"interrupted — \d+ of 6 submission\(s\) graded in this run are saved in "
+    assert re.search(r"interrupted — \d+ of 7 submission\(s\) graded in this run are saved in "
                      rf"{re.escape(str(out))}; run the same command again to grade the rest",
                      err), err
     time.sleep(1)

@@ -127,6 +127,11 @@ class WorkerClient:
         self._drain = _OutputDrain(self._proc.stderr, self.limits.output_bytes)
         self._drain.start()
 
+    @property
+    def alive(self) -> bool:
+        """Whether a worker is started and has not exited."""
+        return self._proc is not None and self._proc.poll() is None
+
     def settings(self) -> tuple[object, ...]:
         """What a worker is started with: a worker started for one submission serves another
         only where these are equal."""
