@@ -78,10 +78,12 @@ def print_summary(results: Sequence[SubmissionResult], functions: Sequence[str],
     """The score table, as wide as the terminal (``COLUMNS``, else 160 columns when output is
     not a terminal); long ids and notes wrap rather than being cut."""
     table = Table(title=Text(f"Scores ({len(results)} submissions) — {plain(str(out))}"))
-    table.add_column("student", overflow="fold", max_width=40)
+    longest = max((len(plain(r.student)) for r in results), default=7)
+    table.add_column("student", overflow="fold", max_width=40, min_width=min(longest, 24))
     shown = [f for f in functions if any(f in r.by_function() for r in results)]
     for function in shown:
-        table.add_column(function, justify="right", no_wrap=True)
+        # Long function names fold, so that many functions still leave room for the ids.
+        table.add_column(function, justify="right", overflow="fold")
     table.add_column("total", justify="right", style="bold", no_wrap=True)
     table.add_column("notes", overflow="fold")
     for result in sorted(results, key=lambda r: r.student):

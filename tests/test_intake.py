@@ -147,6 +147,20 @@ def test_summary_shows_student_text_plain_and_notes_whole(tmp_path, capsys, monk
     assert "1 submission(s) regraded because their notebook changed" in out
 
 
+def test_many_long_function_names_leave_the_students_ids_readable(tmp_path, capsys,
+                                                                      monkeypatch):
+    """Nine graded functions with long names (losses_optimizers has them) in 160 columns."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    functions = [f"cross_entropy_from_logits_grad_{i}" for i in range(9)]
+    tests = [TestResult(name=f"{f}: values", function=f, score=2.0, max_score=3.0,
+                        status="failed", message="wrong") for f in functions]
+    print_summary([_result("adam_without_bias_correction", tests=tests)], functions, tmp_path)
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 160
+    assert any("adam_without_bias_corr" in line for line in lines), "\n".join(lines)
+    assert sum(line.count("2/3") for line in lines) == 9  # every function's score is shown
+
+
 # ---------------------------------------------------------------- the class report
 
 
