@@ -36,6 +36,7 @@ from run import (  # noqa: E402
     _env,
     cache_counts,
     expected_verdicts,
+    function_points,
     machine,
     measure,
     without_timing,
@@ -89,13 +90,7 @@ def grade(class_dir: Path, members: list[Any], work: Path, *, profile: str, jobs
             results[member.student] = result
             seconds.append(float(result.get("seconds") or 0))
             devices.add(str(result.get("device")))
-    points: dict[str, dict[str, list[float]]] = {}
-    for student, result in results.items():
-        per = points.setdefault(student, {})
-        for test in result["tests"]:
-            function = test.get("function") or test["name"].split(":", 1)[0]
-            earned, available = per.get(function, [0.0, 0.0])
-            per[function] = [earned + test["score"], available + test["max_score"]]
+    points = {student: function_points(result) for student, result in results.items()}
     return {"jobs": jobs, "cache": cache, "returncode": got.returncode,
             "wall_s": round(got.wall_s, 1),
             "wall_per_submission_s": round(got.wall_s / len(members), 2),

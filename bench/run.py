@@ -226,12 +226,7 @@ def run_grader(assignment: str, members: list[Member], class_dir: Path, jobs: in
         overheads[member.student] = round(float(result.get("seconds") or 0.0) - sum(
             t.get("seconds") or 0.0 for t in result["tests"] if _trains(t)), 3)
         kept[member.student] = without_timing(result, class_dir)
-        points: dict[str, list[float]] = {}
-        for test in result["tests"]:
-            function = test.get("function") or test["name"].split(":", 1)[0]
-            earned, available = points.get(function, [0.0, 0.0])
-            points[function] = [earned + test["score"], available + test["max_score"]]
-        run.points[member.student] = points
+        run.points[member.student] = function_points(result)
         run.extra.setdefault("isolation", result.get("isolation"))
         if member.sample == "reference" and "reference" not in run.extra:
             # Where the reference submission's time goes, for the overhead analysis.
@@ -252,6 +247,16 @@ def run_grader(assignment: str, members: list[Member], class_dir: Path, jobs: in
 def _trains(test: dict[str, Any]) -> bool:
     """The hidden tests that train a model: the accuracy tests."""
     return "accuracy" in test["name"]
+
+
+def function_points(result: dict[str, Any]) -> dict[str, list[float]]:
+    """A result.full.json's points by function: function -> [earned, available]."""
+    points: dict[str, list[float]] = {}
+    for test in result["tests"]:
+        function = test.get("function") or test["name"].split(":", 1)[0]
+        earned, available = points.get(function, [0.0, 0.0])
+        points[function] = [earned + test["score"], available + test["max_score"]]
+    return points
 
 
 def cache_counts(out: Path, members: list[Member], cache: bool) -> dict[str, Any]:
