@@ -206,8 +206,10 @@ def _all_failed(job: Job, message: str, fault: str) -> list[TestResult]:
 
 
 class Standby:
-    """The sandboxed worker for the next submission, started while this one finishes (its
-    tests done, its results and feedback being written). No student code has run in it; the
+    """The sandboxed worker for the next submission, started while this one is graded (once
+    this one's own worker is started), so that its start-up (Python, TensorFlow) runs while
+    this process and this submission's worker wait on each other. No student code has run in
+    it; the
     next submission adopts it when its settings are the ones it would start a worker with
     (:class:`~grader.submission.SandboxSubmission`), else it is discarded."""
 
@@ -262,7 +264,7 @@ def grade(job: Job, following: Job | None = None) -> SubmissionResult:
                                    isolation=isolation, hidden=hidden_paths(job), started=began,
                                    standby=STANDBY.take())
     if submission.adopted_standby:
-        print("checker: sandbox started ahead, while the previous submission finished",
+        print("checker: sandbox started ahead, while the previous submission was graded",
               flush=True)
 
     def give_up(limit: str, message: str) -> None:
@@ -281,6 +283,8 @@ def grade(job: Job, following: Job | None = None) -> SubmissionResult:
         # The worker boots (Python, the notebook's imports, TensorFlow) while this process
         # loads what it needs anyway: TensorFlow, and matplotlib for the feedback's figures.
         submission.start()
+        if following is not None and _serving is not None:
+            STANDBY.start(following)  # the next submission's worker boots meanwhile
         if assignment.needs_tensorflow:
             from grader.training import configure_determinism, device_description
 
@@ -298,8 +302,6 @@ def grade(job: Job, following: Job | None = None) -> SubmissionResult:
         if watchdog.is_alive():
             watchdog.join(timeout=5)
         submission.close()
-    if following is not None and _serving is not None:
-        STANDBY.start(following)  # boots while this submission's outputs are written
     if watchdog.messages:
         # Where the limit interrupted pytest's own machinery, what broke was this process's
         # limit, not the grader: the student reads which value was too large.
@@ -412,7 +414,7 @@ def forget(suite_dir: Path) -> None:
     if "keras" in sys.modules:
         import keras
 
-        keras.backend.clear_session()
+        keras.backend.clear_session(free_memory=False)
     gc.collect()
 
 

@@ -182,7 +182,7 @@ class SandboxSubmission(Submission):
         self._root = worker.root
         self._standby = worker is standby
         self.adopted_standby = self._standby
-        """Whether this submission got a worker started ahead, while the previous one finished."""
+        """Whether this submission got a worker started ahead, while the previous one was graded."""
         self.load_messages = list(extracted.messages)
         self._deadline = (time.monotonic() if started is None else started) + \
             limits.submission_seconds

@@ -11,6 +11,14 @@ with re-drawn, seeded weights, and every layer is trained:
 - a layer whose configuration carries an array (e.g. a ``Normalization`` adapted to some data)
   is refused with :class:`ModelRefused`.
 
+Before that, the model is put in its normal form (:func:`normal_form`), so that one architecture
+written two ways trains as one: a functional model that is a plain chain of layers becomes the
+``Sequential`` of those layers, and an activation layer (``Activation``, a default ``ReLU``,
+``Softmax`` on the last axis) right after a ``Dense`` or convolution without an activation
+becomes that layer's ``activation``. Both compute the same function with the same weights drawn
+in the same order; ``tests/test_training_cache.py`` trains each form both ways and finds the
+same outcome, bit for bit.
+
 Each change is reported in :attr:`TrainingOutcome.notes`, so a model brought pre-trained in
 any way scores exactly what the same architecture scores untouched. The model is compiled with
 the student's optimizer and loss (a loss that cannot take the recipe's one-hot labels is
@@ -37,6 +45,11 @@ DATA_FREE_CONSTRAINTS = frozenset({"MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"
 SPARSE_LOSSES = frozenset({"sparsecategoricalcrossentropy", "sparsecategoricalfocalcrossentropy"})
 LARGEST_PLAIN_LIST = 16
 """A configuration list longer than this (of numbers) is data, not a setting."""
+FOLDS_INTO = frozenset({"Dense", "Conv1D", "Conv2D", "Conv3D"})
+"""Layers whose output is ``activation(...)`` of all they compute: an activation layer right
+after one of them (with ``activation="linear"``) is the same as that layer's own activation."""
+MASKING = frozenset({"Masking", "Embedding"})
+"""Layers that can give their output a mask (``Softmax`` applies a mask; an activation does not)."""
 
 
 class ModelRefused(Exception):
@@ -151,9 +164,114 @@ def _sanitize(layer_class: type, config: dict[str, Any], where: str, notes: list
                 "layer without data")
 
 
-def fresh_copy(model: Any, seed: int, notes: list[str] | None = None) -> Any:
+def _is_keras_entry(entry: Any) -> bool:
+    return isinstance(entry, dict) and entry.get("module") == "keras.layers" \
+        and entry.get("registered_name") is None and isinstance(entry.get("config"), dict)
+
+
+def _chain(config: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The layer entries of a functional model's configuration that is a plain chain (one
+    input, each layer called once on the previous layer's output, the last one the output);
+    None for anything else."""
+    entries = config.get("layers")
+    if not isinstance(entries, list) or len(entries) < 2 \
+            or not all(_is_keras_entry(e) for e in entries) \
+            or entries[0].get("class_name") != "InputLayer" or entries[0].get("inbound_nodes"):
+        return None
+    names = [e.get("name") for e in entries]
+    if len(set(names)) != len(names):
+        return None
+    for previous, entry in zip(names, entries[1:]):
+        nodes = entry.get("inbound_nodes")
+        # A recorded ``training`` argument is no setting (fit and predict pass their own), and
+        # no mask is what a chain without masking layers passes on.
+        if not (isinstance(nodes, (list, tuple)) and len(nodes) == 1
+                and isinstance(nodes[0], dict) and isinstance(nodes[0].get("kwargs"), dict)
+                and all(k == "training" or (k == "mask" and v is None)
+                        for k, v in nodes[0]["kwargs"].items())
+                and isinstance(nodes[0].get("args"), (list, tuple))
+                and len(nodes[0]["args"]) == 1):
+            return None
+        tensor = nodes[0]["args"][0]
+        history = tensor.get("config", {}).get("keras_history") if isinstance(tensor, dict) \
+            else None
+        if tensor.get("class_name") != "__keras_tensor__" \
+                or not isinstance(history, (list, tuple)) or list(history) != [previous, 0, 0]:
+            return None
+    for key, name in (("input_layers", names[0]), ("output_layers", names[-1])):
+        ends = config.get(key)
+        if not isinstance(ends, (list, tuple)) or list(ends) not in ([name, 0, 0],
+                                                                     [[name, 0, 0]]):
+            return None
+    return [{k: v for k, v in e.items() if k not in ("name", "inbound_nodes")} for e in entries]
+
+
+def _activation_of(entry: dict[str, Any]) -> str | None:
+    """The activation an activation layer's entry applies, when it is a plain Keras one."""
+    config = entry["config"]
+    settings = {k: v for k, v in config.items() if k not in ("name", "trainable", "dtype")}
+    kind = entry.get("class_name")
+    if kind == "Activation" and set(settings) == {"activation"} \
+            and isinstance(settings["activation"], str):
+        return settings["activation"]
+    if kind == "ReLU" and settings == {"max_value": None, "negative_slope": 0.0,
+                                       "threshold": 0.0}:
+        return "relu"
+    if kind == "Softmax" and settings == {"axis": -1}:
+        return "softmax"
+    return None
+
+
+def _fold_activations(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``entries`` with each activation layer that can be folded into the layer before it."""
+    if any(e.get("class_name") in MASKING for e in entries):
+        return entries
+    folded: list[dict[str, Any]] = []
+    for entry in entries:
+        before = folded[-1] if folded else None
+        activation = _activation_of(entry) if _is_keras_entry(entry) else None
+        if activation is not None and before is not None and _is_keras_entry(before) \
+                and before.get("class_name") in FOLDS_INTO \
+                and before["config"].get("activation") == "linear" \
+                and before["config"].get("dtype") == entry["config"].get("dtype"):
+            folded[-1] = {**before, "config": {**before["config"], "activation": activation}}
+            continue
+        folded.append(entry)
+    return folded
+
+
+def normal_form(model: Any) -> Any:
+    """``model`` as the recipe trains it: a functional chain as a ``Sequential``, activation
+    layers folded into the layer before them. The same model when there is nothing to change
+    (or it is not a Sequential or functional model of Keras' own layers)."""
+    import keras
+
+    kind = type(model).__name__
+    if not type(model).__module__.startswith("keras.") or kind not in ("Sequential",
+                                                                       "Functional"):
+        return model
+    try:
+        config = model.get_config()
+    except Exception:  # noqa: BLE001 - a configuration Keras cannot give: train as it is
+        return model
+    entries = _chain(config) if kind == "Functional" else config.get("layers")
+    if not isinstance(entries, list) or not all(_is_keras_entry(e) for e in entries):
+        return model
+    folded = _fold_activations(entries)
+    if kind == "Sequential" and len(folded) == len(entries):
+        return model
+    normal = {"name": config.get("name"), "trainable": config.get("trainable", True),
+              "layers": folded}
+    if "dtype" in config:
+        normal["dtype"] = config["dtype"]
+    return keras.Sequential.from_config(normal)
+
+
+def fresh_copy(model: Any, seed: int, notes: list[str] | None = None, *,
+               normalise: bool = True) -> Any:
     """Same architecture and compile settings, every layer re-drawn under ``seed`` and
-    trainable. What had to change to get there is appended to ``notes``."""
+    trainable, in its normal form (:func:`normal_form`) unless ``normalise`` is False. What had
+    to change to get there is appended to ``notes``."""
     import keras
 
     found = notes if notes is not None else []
@@ -163,8 +281,9 @@ def fresh_copy(model: Any, seed: int, notes: list[str] | None = None) -> Any:
         _sanitize(type(layer), config, f"layer {layer.name!r} ({type(layer).__name__})", found)
         return type(layer).from_config(config)
 
+    written = normal_form(model) if normalise else model  # builds layers: before the seed
     keras.utils.set_random_seed(seed)
-    clone = keras.models.clone_model(model, clone_function=rebuild)
+    clone = keras.models.clone_model(written, clone_function=rebuild)
     if not clone.trainable:
         found.append("the model is frozen (trainable=False); the recipe trains every layer")
     clone.trainable = True
@@ -194,16 +313,19 @@ def train_and_evaluate(model: Any, model_kind: str, profile: Profile, data: Data
     the same key is not trained again: its stored outcome comes back, with this copy's notes."""
     import keras
 
-    from grader.training_cache import through_cache
+    from grader.training_cache import STATS, through_cache
 
     configure_determinism()
     notes: list[str] = []
     clone = fresh_copy(model, profile.seed, notes)
     sliced = data.for_profile(profile)
+    hits_before = STATS.hits
     outcome = through_cache(clone, model_kind=model_kind, profile=profile, data=data,
                             train=lambda: _fit_and_evaluate(clone, model_kind, profile, sliced,
                                                             notes))
-    keras.backend.clear_session()
+    # Python's garbage collection (seconds with TensorFlow loaded) only after a training: an
+    # outcome read back leaves a model's worth of garbage, which the next collection takes.
+    keras.backend.clear_session(free_memory=STATS.hits == hits_before)
     return replace(outcome, notes=notes)
 
 

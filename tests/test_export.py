@@ -7,6 +7,7 @@ checked against what went in. ``test_pages_chromium.py`` renders the same sample
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import re
 import struct
@@ -364,10 +365,21 @@ def _png_size(data: bytes) -> tuple[int, int]:
 )
 def test_figures_are_deterministic_pngs(kind, data, size):
     first, second = figures.draw(kind, data), figures.draw(kind, data)
-    assert first == second
+    # Drawn again from scratch (not the picture remembered for this data): the same bytes.
+    assert first == second == figures._DRAWERS[kind](copy.deepcopy(data))
     png = _png(first.uri)
     assert _png_size(png) == size
     assert b"Software" not in png and b"matplotlib" not in png.lower()
+
+
+def test_a_remembered_figure_is_one_of_the_same_data():
+    changed = copy.deepcopy(MATRIX_FIGURE)
+    changed["matrix"][0][0] += 1
+    remembered = figures.draw("confusion_matrix", MATRIX_FIGURE)
+    assert figures.draw("confusion_matrix", changed) != remembered
+    assert figures.draw("confusion_matrix", changed) == figures._DRAWERS["confusion_matrix"](
+        changed)
+    assert figures.draw("confusion_matrix", MATRIX_FIGURE) == remembered
 
 
 def test_figure_captions_state_the_data():

@@ -88,6 +88,86 @@ def test_identical_models_with_different_layer_names_share_one_key():
     assert _key(_functional(("a", "b", "c"))) == _key(_functional(("x", "hidden", "out")))
 
 
+def _compiled(model: keras.Model) -> keras.Model:
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _written(style: str, units: int = 16) -> keras.Model:
+    """``_mlp(units)`` (Adam's default rate is 0.001), written in one of several styles."""
+    if style == "sequential_activation_layers":
+        return _compiled(keras.Sequential([
+            keras.Input(shape=(784,)), layers.Dense(units), layers.Activation("relu"),
+            layers.Dropout(0.2), layers.Dense(10), layers.Activation(keras.activations.softmax),
+        ]))
+    if style == "sequential_relu_softmax_layers":
+        return _compiled(keras.Sequential([
+            keras.Input(shape=(784,)), layers.Dense(units), layers.ReLU(), layers.Dropout(0.2),
+            layers.Dense(10), layers.Softmax(),
+        ]))
+    inputs = keras.Input(shape=(784,), name="pixels")
+    if style == "functional":
+        x = layers.Dropout(0.2)(layers.Dense(units, activation="relu", name="h")(inputs))
+        outputs = layers.Dense(10, activation="softmax")(x)
+    elif style == "functional_activation_layers":
+        x = layers.Dropout(0.2)(layers.ReLU()(layers.Dense(units)(inputs)))
+        outputs = layers.Softmax()(layers.Dense(10)(x))
+    else:
+        raise AssertionError(style)
+    return _compiled(keras.Model(inputs, outputs, name="mine"))
+
+
+STYLES = ("sequential_activation_layers", "sequential_relu_softmax_layers", "functional",
+          "functional_activation_layers")
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_one_architecture_written_another_way_shares_the_key(style):
+    """A functional chain is its Sequential, an activation layer after a Dense without one is
+    that Dense's activation: the recipe trains the normal form, so they share one training."""
+    assert _key(_written(style)) == _key(_mlp())
+
+
+def _residual() -> keras.Model:
+    inputs = keras.Input(shape=(784,))
+    hidden = layers.Dense(16, activation="relu")(inputs)
+    return _compiled(keras.Model(inputs, layers.Dense(10, activation="softmax")(
+        layers.Concatenate()([hidden, layers.Dense(16)(inputs)]))))
+
+
+def _seq(*middle: keras.layers.Layer) -> keras.Model:
+    return _compiled(keras.Sequential([keras.Input(shape=(784,)), *middle,
+                                       layers.Dense(10, activation="softmax")]))
+
+
+@pytest.mark.parametrize("model", [
+    lambda: _seq(layers.Dense(16, activation="relu"), layers.Activation("relu"),
+                 layers.Dropout(0.2)),
+    lambda: _seq(layers.Dense(16), layers.ReLU(max_value=6.0), layers.Dropout(0.2)),
+    lambda: _seq(layers.Dense(16), layers.Activation("tanh"), layers.Dropout(0.2)),
+    lambda: _seq(layers.Dense(16), layers.Dropout(0.2), layers.Activation("relu")),
+    lambda: _seq(layers.Dense(16, activation="relu"), layers.Dropout(0.2), layers.Softmax(axis=0)),
+    _residual,
+], ids=["activation_after_an_activation", "relu_with_a_cap", "another_activation",
+        "activation_after_dropout", "softmax_on_another_axis", "not_a_chain"])
+def test_what_is_not_the_same_architecture_keeps_a_key_of_its_own(model):
+    assert _key(model()) != _key(_mlp())
+
+
+def test_the_normal_form_of_a_functional_chain_is_sequential_with_the_activations_folded():
+    from grader.training import normal_form
+
+    normal = normal_form(_written("functional_activation_layers"))
+    assert type(normal).__name__ == "Sequential"
+    assert [type(layer).__name__ for layer in normal.layers] == ["Dense", "Dropout", "Dense"]
+    assert [getattr(layer, "activation", None).__name__ for layer in normal.layers
+            if isinstance(layer, layers.Dense)] == ["relu", "softmax"]
+    residual = _residual()
+    assert normal_form(residual) is residual
+    plain = _mlp()
+    assert normal_form(plain) is plain
+
+
 def _nested(names: str) -> keras.Model:
     body = keras.Sequential([layers.Dense(16, activation="relu", name=names[0]),
                              layers.Dropout(0.2, name=names[1])], name=names[2])
@@ -103,10 +183,12 @@ def test_a_nested_model_is_named_by_position_too():
 
 
 def test_a_functional_model_keeps_its_wiring_in_the_key():
-    key = json.loads(_key(_functional(("a", "b", "c"))).canonical)
-    assert key["architecture"]["output_layers"] == [{"__position__": 2}, 0, 0]
-    history = key["architecture"]["layers"][2]["inbound_nodes"][0]["args"][0]["config"]
-    assert history["keras_history"] == [{"__position__": 1}, 0, 0]
+    key = json.loads(_key(_residual()).canonical)
+    entries = key["architecture"]["layers"]
+    assert key["architecture"]["output_layers"] == [{"__position__": len(entries) - 1}, 0, 0]
+    merged = next(e for e in entries if e["class_name"] == "Concatenate")
+    sources = [arg["config"]["keras_history"] for arg in merged["inbound_nodes"][0]["args"][0]]
+    assert sources == [[{"__position__": 1}, 0, 0], [{"__position__": 2}, 0, 0]]
 
 
 @pytest.mark.parametrize("change", [
@@ -326,6 +408,46 @@ def test_a_cached_training_is_exactly_the_training(small, tmp_path, monkeypatch)
         return replace(outcome, seconds=0.0)
 
     assert timeless(stored) == timeless(uncached) == timeless(renamed_uncached)
+
+
+def _cnn(style: str) -> keras.Model:
+    if style == "sequential":
+        return _compiled(keras.Sequential([
+            keras.Input(shape=(28, 28, 1)), layers.Conv2D(4, 5, padding="same", activation="relu"),
+            layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(10, activation="softmax")]))
+    inputs = keras.Input(shape=(28, 28, 1))
+    x = layers.MaxPooling2D(2)(layers.ReLU()(layers.Conv2D(4, 5, padding="same")(inputs)))
+    return _compiled(keras.Model(inputs, layers.Activation("softmax")(
+        layers.Dense(10)(layers.Flatten()(x)))))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("kind", "build", "normal"), [
+    ("mlp", lambda: _written("functional_activation_layers", 128), lambda: _mlp(units=128)),
+    ("mlp", lambda: _written("sequential_activation_layers", 128), lambda: _mlp(units=128)),
+    ("cnn", lambda: _cnn("functional"), lambda: _cnn("sequential")),
+], ids=["functional_relu_softmax_layers", "sequential_activation_layers", "functional_cnn"])
+def test_the_normal_form_trains_exactly_as_the_model_as_written(small, kind, build, normal):
+    """The evidence behind the normal form: trained as written (no normal form), a functional
+    chain with activation layers gives bit for bit the outcome of its Sequential with the
+    activations folded in, which is what the recipe trains for both."""
+    from grader.training import _fit_and_evaluate, configure_determinism
+
+    configure_determinism()
+    data, profile = small
+    profile = replace(profile, epochs={kind: 1})
+    sliced = data.for_profile(profile)
+
+    def trained(model: keras.Model, normalise: bool) -> TrainingOutcome:
+        clone = fresh_copy(model, profile.seed, normalise=normalise)
+        outcome = _fit_and_evaluate(clone, kind, profile, sliced, [])
+        keras.backend.clear_session()
+        return replace(outcome, seconds=0.0)
+
+    as_written = trained(build(), normalise=False)
+    assert as_written == trained(normal(), normalise=False)
+    assert as_written == trained(build(), normalise=True)
+    assert as_written.accuracy > 0.5, "trained"
 
 
 # -- through `grader grade`: the same results with and without the cache --------------------

@@ -21,7 +21,7 @@ from tests.conftest import ROOT, SAMPLES
 pytestmark = pytest.mark.slow
 
 GRADER = [sys.executable, "-m", "grader"]
-STARTED_AHEAD = "checker: sandbox started ahead, while the previous submission finished"
+STARTED_AHEAD = "checker: sandbox started ahead, while the previous submission was graded"
 PID = re.compile(r"^checker: peak memory \d+ MB, now \d+ MB, [\d.]+ s, pid (\d+)$", re.M)
 
 

@@ -20,7 +20,9 @@ The data comes from :attr:`grader.results.TestResult.figures`, one entry per kin
 from __future__ import annotations
 
 import base64
+import functools
 import io
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -228,13 +230,33 @@ KINDS: tuple[str, ...] = tuple(_DRAWERS)
 
 
 def draw(kind: str, data: Any) -> Picture:
-    """Draw one entry of ``TestResult.figures``; :class:`FigureDataError` if it cannot be drawn."""
+    """Draw one entry of ``TestResult.figures``; :class:`FigureDataError` if it cannot be drawn.
+
+    The same data always gives the same picture, so a picture is drawn once per process and
+    then reused (:data:`REMEMBERED` of them): students whose models share a training share its
+    learning curve and confusion matrix."""
     drawer = _DRAWERS.get(kind)
     if drawer is None:
         raise FigureDataError(f"unknown picture kind {kind!r}; known: {', '.join(KINDS)}")
     if not isinstance(data, Mapping):
         raise FigureDataError(f"{kind}: expected a dict, found {type(data).__name__}")
-    return drawer(data)
+    try:
+        text = json.dumps(data)  # in its order: the order of keys is the order drawn
+        plain = json.loads(text) == data
+    except (TypeError, ValueError):
+        plain = False
+    if not plain:  # not JSON data exactly (tuples, NaN, keys that are not strings)
+        return drawer(data)
+    return _remembered(kind, text)
+
+
+REMEMBERED = 64
+"""Pictures kept per process (a few kilobytes each)."""
+
+
+@functools.lru_cache(maxsize=REMEMBERED)
+def _remembered(kind: str, text: str) -> Picture:
+    return _DRAWERS[kind](json.loads(text))
 
 
 def score_histogram(labels: Sequence[str], counts: Sequence[int]) -> Picture:
