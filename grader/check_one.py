@@ -218,13 +218,16 @@ class Standby:
 
     def start(self, job: Job) -> None:
         self.discard()
-        assignment = load_assignment(job.assignment)
-        worker = new_worker(assignment, limits=limits_from_env(),
-                            isolation=detect_isolation(job.isolation), hidden=hidden_paths(job))
+        worker = None
         try:
+            assignment = load_assignment(job.assignment)
+            worker = new_worker(assignment, limits=limits_from_env(),
+                                isolation=detect_isolation(job.isolation),
+                                hidden=hidden_paths(job))
             worker.start()
         except Exception:  # noqa: BLE001 - the next submission starts its own worker instead
-            discard_worker(worker)
+            if worker is not None:
+                discard_worker(worker)
             return
         self.worker = worker
 
@@ -284,7 +287,9 @@ def grade(job: Job, following: Job | None = None) -> SubmissionResult:
         # loads what it needs anyway: TensorFlow, and matplotlib for the feedback's figures.
         submission.start()
         if following is not None and _serving is not None:
-            STANDBY.start(following)  # the next submission's worker boots meanwhile
+            # The next submission's worker boots while this one is graded, once this one's
+            # worker has loaded the notebook (or, without a notebook to load, after its tests).
+            submission.after_load = lambda: STANDBY.start(following)
         if assignment.needs_tensorflow:
             from grader.training import configure_determinism, device_description
 
@@ -302,6 +307,9 @@ def grade(job: Job, following: Job | None = None) -> SubmissionResult:
         if watchdog.is_alive():
             watchdog.join(timeout=5)
         submission.close()
+        if submission.after_load is not None:
+            after, submission.after_load = submission.after_load, None
+            after()
     if watchdog.messages:
         # Where the limit interrupted pytest's own machinery, what broke was this process's
         # limit, not the grader: the student reads which value was too large.

@@ -201,6 +201,9 @@ class SandboxSubmission(Submission):
         self.current_input = "the notebook"
         """What this process is handling now (named when its own limits are hit)."""
         self.max_model_params = assignment.max_model_params or codec.DEFAULT_MAX_MODEL_PARAMS
+        self.after_load: Callable[[], None] | None = None
+        """Called once when the notebook's loading is over (the checking process starts the
+        next submission's worker then, so that it does not slow this one's start-up)."""
 
     def close(self) -> None:
         self._worker.kill()
@@ -279,6 +282,10 @@ class SandboxSubmission(Submission):
         except (WorkerCrashed, CallTimeout, SubmissionTimeout, RefusedValue) as exc:
             self._load_failure = exc
             raise
+        finally:
+            loaded, self.after_load = self.after_load, None
+            if loaded is not None:
+                loaded()
         if reply.get("ok") is False and reply.get("kind") == "grader":
             self.grader_errors.append(f"the worker could not prepare: {reply.get('message')}")
             self._worker.kill()

@@ -181,7 +181,7 @@ def _chain(config: dict[str, Any]) -> list[dict[str, Any]] | None:
     names = [e.get("name") for e in entries]
     if len(set(names)) != len(names):
         return None
-    for previous, entry in zip(names, entries[1:]):
+    for previous, entry in zip(names[:-1], entries[1:], strict=True):
         nodes = entry.get("inbound_nodes")
         # A recorded ``training`` argument is no setting (fit and predict pass their own), and
         # no mask is what a chain without masking layers passes on.

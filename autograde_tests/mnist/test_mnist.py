@@ -7,6 +7,8 @@ accuracy tests train a fresh, seeded copy of each model with the grading recipe
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pytest
 
@@ -132,12 +134,25 @@ def _describe(name, settings):
     return f"{name}({inner})"
 
 
+_BUILT = weakref.WeakKeyDictionary()
+"""Per submission, the model each build function returned: built once, then read by the
+architecture, parameter count, compile and accuracy tests (none of them changes it; the
+accuracy test trains a fresh copy)."""
+
+
 def _build(submission, kind):
     function = MODELS[kind][0]
+    try:
+        built = _BUILT.setdefault(submission, {})
+    except TypeError:  # a submission that cannot be remembered: build every time
+        built = {}
+    if kind in built:
+        return built[kind]
     model = submission.call(function)
     assert hasattr(model, "layers") and hasattr(model, "count_params"), (
         f"{function}(): expected a compiled keras model, found {type(model).__name__}"
     )
+    built[kind] = model
     return model
 
 
