@@ -155,6 +155,9 @@ def run_suite(assignment: Assignment, submission: Submission, profile: Profile, 
     plugins = [Fixtures(submission, profile, assignment.data_files(explicit)), collector]
     options = ["-q", "--assert=plain", "--import-mode=importlib", "-p", "no:cacheprovider",
                "-p", "no:randomly",
+               # Its garbage collections at the end of every session cost seconds with
+               # TensorFlow loaded; an unraisable exception would only ever be a warning.
+               "-p", "no:unraisableexception",
                "--rootdir", str(suite), "--confcutdir", str(suite), "-o", "addopts=",
                "-W", "ignore::DeprecationWarning", "-W", "ignore::UserWarning",
                "--no-header", "-o", "console_output_style=classic"]
