@@ -262,7 +262,8 @@ def function_points(result: dict[str, Any]) -> dict[str, list[float]]:
 def cache_counts(out: Path, members: list[Member], cache: bool) -> dict[str, Any]:
     """Distinct trainings: the entries of the run's training cache (one per key trained,
     grader/training_cache.py), and the sum of what each checking process says it did with the
-    cache (``training cache: hits=H misses=M unkeyed=U`` in OUT/.logs/<student>.log)."""
+    cache (``training cache: hits=H misses=M unkeyed=U ahead=A`` in OUT/.logs/<student>.log;
+    a model trained ahead, A, is read back by its own test: a hit)."""
     folder = out / ".cache" / "training"
     counts: dict[str, Any] = {
         "entries": (len(list(folder.glob("*.json"))) if folder.is_dir() else 0) if cache

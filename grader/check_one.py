@@ -384,8 +384,8 @@ def _log_usage(started: float) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     print(f"checker: peak memory {peak} MB, now {_rss_bytes() >> 20} MB, "
           f"{time.perf_counter() - started:.1f} s, pid {os.getpid()}", flush=True)
-    print(f"training cache: hits={STATS.hits} misses={STATS.misses} unkeyed={STATS.unkeyed}",
-          flush=True)
+    print(f"training cache: hits={STATS.hits} misses={STATS.misses} unkeyed={STATS.unkeyed} "
+          f"ahead={STATS.ahead}", flush=True)
 
 
 def _rss_bytes() -> int:
@@ -439,6 +439,9 @@ def forget(suite_dir: Path) -> None:
     if "keras" in sys.modules:
         import keras
 
+        from grader.training import forget_ahead
+
+        forget_ahead()
         keras.backend.clear_session(free_memory=False)
     gc.collect()
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from grader.data import Dataset
+from grader.errors import CheckerLimit
 from grader.profiles import Profile
 
 INPUT_KIND = {"mlp": "mlp", "cnn": "cnn", "lstm": "rnn", "gru": "rnn"}
@@ -306,23 +307,100 @@ def fresh_copy(model: Any, seed: int, notes: list[str] | None = None, *,
     return clone
 
 
+AHEAD_LARGEST_PARAMS = 2_000_000
+"""A model with more parameters than this is not trained ahead (:func:`train_ahead`): its
+training is left to its own test, within that test's limits."""
+_AHEAD: list[tuple[Any, str, Profile, Dataset]] = []
+"""Models this submission's suite will train later (:func:`train_ahead`), the first one to try
+first."""
+
+
+def train_ahead(model: Any, model_kind: str, profile: Profile, data: Dataset) -> None:
+    """Say that a later test of this submission trains ``model``. With a training cache on,
+    while :func:`train_and_evaluate` waits for another process that trains a model it needs
+    (the same model, in a classmate's submission), this process trains one of these instead,
+    under the cache's lock of its key, and stores the outcome for the test that needs it: the
+    waiting time is used, and every key is still trained once, by the recipe. Without a cache
+    it does nothing."""
+    from grader.training_cache import TrainingCache
+
+    if TrainingCache.from_environment() is not None:
+        _AHEAD.append((model, model_kind, profile, data))
+
+
+def forget_ahead() -> None:
+    """Drop the models :func:`train_ahead` was told about (the checking process does so
+    between submissions)."""
+    _AHEAD.clear()
+
+
+def _train_one_ahead() -> bool:
+    """Train the first model told to :func:`train_ahead` that no entry stores and no process is
+    training; True once one is trained (the caller's random state is then changed)."""
+    import keras
+
+    from grader.training_cache import STATS, TrainingCache, training_key
+
+    cache = TrainingCache.from_environment()
+    while _AHEAD and cache is not None:
+        model, model_kind, profile, data = _AHEAD.pop(0)
+        try:
+            if model.count_params() > AHEAD_LARGEST_PARAMS:
+                continue
+            notes: list[str] = []
+            clone = fresh_copy(model, profile.seed, notes)
+            key = training_key(clone, model_kind=model_kind, profile=profile, data=data)
+            if key is None:
+                continue
+            with cache.claim(key, wait=0) as taken:
+                if not taken or cache.get(key) is not None:
+                    continue
+                outcome = _fit_and_evaluate(clone, model_kind, profile,
+                                            data.for_profile(profile), notes)
+                STATS.ahead += 1
+                cache.put(key, outcome)
+            return True
+        except Exception as exc:  # noqa: BLE001 - its own test trains it and says what is wrong
+            if isinstance(exc, CheckerLimit):
+                raise  # this process's own limit, raised into it: not this model's business
+            continue
+        finally:
+            keras.backend.clear_session(free_memory=False)
+    return False
+
+
 def train_and_evaluate(model: Any, model_kind: str, profile: Profile, data: Dataset) -> TrainingOutcome:
     """Train a fresh copy of ``model`` under the profile's recipe; accuracy on the test set.
 
     With a training cache (:mod:`grader.training_cache`), a fresh copy already trained under
-    the same key is not trained again: its stored outcome comes back, with this copy's notes."""
+    the same key is not trained again: its stored outcome comes back, with this copy's notes.
+    While another process trains that key, this one trains a model told to
+    :func:`train_ahead` meanwhile."""
     import keras
 
     from grader.training_cache import STATS, through_cache
 
     configure_determinism()
+    _AHEAD[:] = [entry for entry in _AHEAD if entry[0] is not model]  # its own test is now
     notes: list[str] = []
     clone = fresh_copy(model, profile.seed, notes)
     sliced = data.for_profile(profile)
     hits_before = STATS.hits
+    waited = False
+
+    def meanwhile() -> bool:
+        nonlocal waited
+        waited = True
+        return _train_one_ahead()
+
+    def train() -> TrainingOutcome:
+        # After anything done meanwhile (fresh copies, trainings), the fresh copy is made
+        # again: the random state is then exactly what it is when one is trained at once.
+        fresh = fresh_copy(model, profile.seed) if waited else clone
+        return _fit_and_evaluate(fresh, model_kind, profile, sliced, notes)
+
     outcome = through_cache(clone, model_kind=model_kind, profile=profile, data=data,
-                            train=lambda: _fit_and_evaluate(clone, model_kind, profile, sliced,
-                                                            notes))
+                            train=train, meanwhile=meanwhile)
     # Python's garbage collection (seconds with TensorFlow loaded) only after a training: an
     # outcome read back leaves a model's worth of garbage, which the next collection takes.
     keras.backend.clear_session(free_memory=STATS.hits == hits_before)

@@ -107,6 +107,9 @@ class CacheStats:
     misses: int = 0
     unkeyed: int = 0
     """Models the key cannot describe for sure, trained without the cache."""
+    ahead: int = 0
+    """Models trained while waiting for another process, for a later test
+    (:func:`grader.training.train_ahead`); each is read back by its own test, a hit."""
 
 
 STATS = CacheStats()
@@ -422,9 +425,12 @@ class TrainingCache:
         atomic_write_text(self.entry_path(key), text)  # replaces a link, never writes through
 
     @contextlib.contextmanager
-    def claim(self, key: TrainingKey, wait: float = CLAIM_WAIT_SECONDS) -> Iterator[bool]:
+    def claim(self, key: TrainingKey, wait: float = CLAIM_WAIT_SECONDS,
+              meanwhile: Callable[[], bool] | None = None) -> Iterator[bool]:
         """Hold the lock of ``key`` while the body runs; yields whether it was taken (False:
-        no ``flock`` here, or another process held it for ``wait`` seconds)."""
+        no ``flock`` here, or another process held it for ``wait`` seconds). While another
+        process holds it, ``meanwhile()`` is called until it returns False (it does other
+        work, and says whether it did any)."""
         if fcntl is None:
             yield False
             return
@@ -446,6 +452,9 @@ class TrainingCache:
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
                         break
+                    if meanwhile is not None and meanwhile():
+                        continue
+                    meanwhile = None  # nothing more to do meanwhile: just wait
                     time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
                 except OSError:  # a file system without flock
                     break
@@ -455,9 +464,11 @@ class TrainingCache:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    def through(self, key: TrainingKey, train: Callable[[], TrainingOutcome]) -> TrainingOutcome:
-        """The stored outcome of ``key``, or ``train()``'s, stored."""
-        with self.claim(key):
+    def through(self, key: TrainingKey, train: Callable[[], TrainingOutcome],
+                meanwhile: Callable[[], bool] | None = None) -> TrainingOutcome:
+        """The stored outcome of ``key``, or ``train()``'s, stored (``meanwhile``: see
+        :meth:`claim`)."""
+        with self.claim(key, meanwhile=meanwhile):
             found = self.get(key)
             if found is not None:
                 STATS.hits += 1
@@ -472,7 +483,8 @@ class TrainingCache:
 
 
 def through_cache(clone: Any, *, model_kind: str, profile: Profile, data: Dataset,
-                  train: Callable[[], TrainingOutcome]) -> TrainingOutcome:
+                  train: Callable[[], TrainingOutcome],
+                  meanwhile: Callable[[], bool] | None = None) -> TrainingOutcome:
     """``train()``'s outcome, or the stored one when the environment names a cache that holds
     the key of training ``clone`` (the recipe's fresh, compiled copy) on ``data`` (whole: the
     profile's slice is in the key) under ``profile``."""
@@ -483,4 +495,4 @@ def through_cache(clone: Any, *, model_kind: str, profile: Profile, data: Datase
     if key is None:
         STATS.unkeyed += 1
         return train()
-    return cache.through(key, train)
+    return cache.through(key, train, meanwhile)

@@ -450,6 +450,56 @@ def test_the_normal_form_trains_exactly_as_the_model_as_written(small, kind, bui
     assert as_written.accuracy > 0.5, "trained"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("other_stores", [True, False],
+                         ids=["the_other_process_stores", "the_other_process_fails"])
+def test_while_waiting_for_another_process_a_later_model_is_trained(small, tmp_path,
+                                                                     monkeypatch, other_stores):
+    """While another process holds the key of the model this test needs, the model a later test
+    needs (told to train_ahead) is trained and stored meanwhile. Both outcomes are exactly the
+    ones trained without the cache, also when the other process ends without storing and this
+    one trains its model itself after the training meanwhile."""
+    import fcntl
+    import threading
+    import time
+
+    from grader.training import configure_determinism, train_ahead, train_and_evaluate
+
+    configure_determinism()
+    data, profile = small
+    monkeypatch.setenv(NO_CACHE_ENV, "1")
+    alone = {units: replace(train_and_evaluate(_mlp(units=units), "mlp", profile, data),
+                            seconds=0.0) for units in (128, 32)}
+    monkeypatch.delenv(NO_CACHE_ENV)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    cache = TrainingCache(tmp_path)
+    needed, later = _key(_mlp(units=128), profile, data), _key(_mlp(units=32), profile, data)
+    held = os.open(tmp_path / f"{needed.digest}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(held, fcntl.LOCK_EX)  # another process trains the model this test needs
+
+    def the_other_process() -> None:
+        deadline = time.monotonic() + 120  # without a training meanwhile: the test fails
+        while cache.get(later) is None and time.monotonic() < deadline:
+            threading.Event().wait(0.05)
+        if other_stores:
+            cache.put(needed, OUTCOME)
+        fcntl.flock(held, fcntl.LOCK_UN)
+        os.close(held)
+
+    other = threading.Thread(target=the_other_process, daemon=True)
+    other.start()
+    STATS.ahead = 0
+    train_ahead(_mlp(units=32), "mlp", profile, data)
+    got = train_and_evaluate(_mlp(units=128), "mlp", profile, data)
+    other.join(timeout=60)
+    assert STATS.ahead == 1
+    assert replace(cache.get(later), notes=[], seconds=0.0) == alone[32]
+    if other_stores:
+        assert got == replace(OUTCOME, notes=[])  # read back, with this copy's notes (none)
+    else:
+        assert replace(got, seconds=0.0) == alone[128]
+
+
 # -- through `grader grade`: the same results with and without the cache --------------------
 
 
