@@ -265,7 +265,10 @@ def normal_form(model: Any) -> Any:
               "layers": folded}
     if "dtype" in config:
         normal["dtype"] = config["dtype"]
-    return keras.Sequential.from_config(normal)
+    try:
+        return keras.Sequential.from_config(normal)
+    except Exception:  # noqa: BLE001 - what Keras cannot rebuild so is trained as written
+        return model
 
 
 def fresh_copy(model: Any, seed: int, notes: list[str] | None = None, *,
