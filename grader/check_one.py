@@ -223,9 +223,9 @@ def _freeze_imports() -> None:
 
 class Standby:
     """The sandboxed worker for the next submission, started while this one is graded (once
-    this one's own worker is started), so that its start-up (Python, TensorFlow) runs while
-    this process and this submission's worker wait on each other. No student code has run in
-    it; the
+    this one's worker has loaded the notebook), so that its start-up (Python, TensorFlow) runs
+    while this process and this submission's worker wait on each other. No student code has
+    run in it; the
     next submission adopts it when its settings are the ones it would start a worker with
     (:class:`~grader.submission.SandboxSubmission`), else it is discarded."""
 
