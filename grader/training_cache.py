@@ -46,8 +46,9 @@ shared across the cluster.
 Concurrency: processes that need the same key take an exclusive ``flock`` on ``<sha>.lock``
 (:meth:`TrainingCache.claim`); the first trains and stores, the others wait and then read the
 stored outcome. A waiting process trains meanwhile a model that a later test of its own
-submission needs (:func:`grader.training.train_ahead`), under that key's lock. A lock held past :data:`CLAIM_WAIT_SECONDS`, or a file system without
-``flock``, lets the waiting process train as well: both store the same outcome, atomically.
+submission needs (:func:`grader.training.train_ahead`), under that key's lock. A lock held
+past :data:`CLAIM_WAIT_SECONDS`, or a file system without ``flock``, lets the waiting process
+train as well: both store the same outcome, atomically.
 """
 
 from __future__ import annotations
