@@ -241,9 +241,11 @@ class Standby:
                                 isolation=detect_isolation(job.isolation),
                                 hidden=hidden_paths(job))
             worker.start()
-        except Exception:  # noqa: BLE001 - the next submission starts its own worker instead
+        except Exception as exc:  # noqa: BLE001 - the next submission starts its own worker
             if worker is not None:
                 discard_worker(worker)
+            if isinstance(exc, CheckerLimit):
+                raise  # this process's own limit, raised into it while it started the worker
             return
         self.worker = worker
 

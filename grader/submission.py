@@ -229,10 +229,15 @@ class SandboxSubmission(Submission):
         timeout = min(self.limits.call_seconds, self._remaining())
         return self._worker.send(payload, what, blobs or [], timeout), timeout
 
-    def _receive(self, what: str, started: float, timeout: float
+    def _receive(self, what: str, started: float, timeout: float, answers: int | str
                  ) -> tuple[dict[str, Any], list[bytes]]:
+        """The reply to request ``answers`` (a call's id, or "load"). A reply to an earlier
+        request, left unread when this process's own limit interrupted it, is skipped."""
         try:
-            return self._worker.receive(what, started, timeout)
+            while True:
+                reply, values = self._worker.receive(what, started, timeout)
+                if reply.get("id") == answers:
+                    return reply, values
         except WorkerUnavailable as error:
             self._broken = error
             self.grader_errors.append(error.detail)
@@ -278,7 +283,7 @@ class SandboxSubmission(Submission):
         sent, self._pending_load = self._pending_load, None
         self.current_input = "the notebook"
         try:
-            reply, _ = self._receive("loading the notebook", *sent)
+            reply, _ = self._receive("loading the notebook", *sent, answers="load")
         except (WorkerCrashed, CallTimeout, SubmissionTimeout, RefusedValue) as exc:
             self._load_failure = exc
             raise
@@ -327,12 +332,13 @@ class SandboxSubmission(Submission):
         if self._defined is not None and function not in self._defined:
             raise _missing(function)
         self._ids += 1
+        call_id = self._ids
         blobs: list[bytes] = []
         encoded_args = codec.encode_args(args, kwargs, blobs)
         try:
             reply, values = self._receive(what, *self._send(
-                {"op": "call", "id": self._ids, "function": function, "args": encoded_args,
-                 "return_args": return_args}, what, blobs))
+                {"op": "call", "id": call_id, "function": function, "args": encoded_args,
+                 "return_args": return_args}, what, blobs), answers=call_id)
         except CallTimeout as exc:
             self._timed_out[function] = (
                 f"{what}: not run again — an earlier call did not finish within "

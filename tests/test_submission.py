@@ -7,6 +7,7 @@ import time
 import nbformat
 import pytest
 
+from grader import codec
 from grader.course import load_assignment
 from grader.errors import CallTimeout
 from grader.extract import extract_answer_code
@@ -66,5 +67,24 @@ def test_start_without_answer_cells_starts_nothing() -> None:
         submission.start()
         assert not submission._worker.running
         assert not submission.defines("sigmoid")
+    finally:
+        submission.close()
+
+
+def test_a_reply_left_unread_is_never_taken_for_another_calls() -> None:
+    """When the checking process's own limit interrupts it while it waits for a reply (an
+    exception raised into it), that reply stays in the pipe: the next calls skip it and read
+    their own, so no test ever sees another call's value."""
+    submission = _submission("def sigmoid(x):\n    return 1 / (1 + 2.718281828459045 ** -x)\n"
+                             "\ndef double(x):\n    return 2 * x\n", call_seconds=30.0)
+    try:
+        assert submission.call("double", 1.0) == 2.0
+        submission._ids += 1  # the interrupted call: sent, its reply (8.0) never read
+        blobs: list[bytes] = []
+        submission._send({"op": "call", "id": submission._ids, "function": "double",
+                          "args": codec.encode_args((4.0,), {}, blobs), "return_args": False},
+                         "double()", blobs)
+        assert submission.call("sigmoid", 0.0) == 0.5
+        assert submission.call("double", 3.0) == 6.0
     finally:
         submission.close()

@@ -14,8 +14,11 @@ before that line is the grader's failure, not the student's. Requests:
      "forbidden_message": "...", "keras": true}
     {"op": "call", "id": 1, "function": "forward", "args": <encoded>, "return_args": false}
 
-Replies: ``{"ok": true, ...}`` or ``{"ok": false, "kind": "...", "message": "..."}``; kind
-``grader`` means the worker's own set-up failed (not the student's code).
+Replies: ``{"ok": true, "id": ..., ...}`` or ``{"ok": false, "id": ..., "kind": "...",
+"message": "..."}``, where ``id`` is the call's ``id`` (``"load"`` for the load); kind
+``grader`` means the worker's own set-up failed (not the student's code). The checking
+process skips a reply to an earlier request that it left unread (its own limit interrupted it
+while it waited), so that no call ever reads another call's value.
 """
 
 from __future__ import annotations

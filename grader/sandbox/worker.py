@@ -194,10 +194,13 @@ def main() -> None:
     worker.reply({"ready": True})
     while (message := read_message(requests, "a request")) is not None:
         request, blobs = message
+        # Each reply names the request it answers (the checking process skips any reply it
+        # left unread, e.g. when its own limit interrupted it while it waited).
         if request["op"] == "load":
-            worker.reply(worker.load(request))
+            worker.reply({**worker.load(request), "id": "load"})
         elif request["op"] == "call":
-            worker.reply(*worker.call(request, blobs))
+            payload, reply_blobs = worker.call(request, blobs)
+            worker.reply({**payload, "id": request.get("id")}, reply_blobs)
 
 
 if __name__ == "__main__":
