@@ -326,9 +326,7 @@ def grade(job: Job, following: Job | None = None) -> SubmissionResult:
         if watchdog.is_alive():
             watchdog.join(timeout=5)
         submission.close()
-        if submission.after_load is not None:
-            after, submission.after_load = submission.after_load, None
-            after()
+        submission.run_after_load()
     if watchdog.messages:
         # Where the limit interrupted pytest's own machinery, what broke was this process's
         # limit, not the grader: the student reads which value was too large.

@@ -288,9 +288,7 @@ class SandboxSubmission(Submission):
             self._load_failure = exc
             raise
         finally:
-            loaded, self.after_load = self.after_load, None
-            if loaded is not None:
-                loaded()
+            self.run_after_load()
         if reply.get("ok") is False and reply.get("kind") == "grader":
             self.grader_errors.append(f"the worker could not prepare: {reply.get('message')}")
             self._worker.kill()
@@ -306,6 +304,13 @@ class SandboxSubmission(Submission):
             self.forbidden_imports = [str(m) for m in forbidden][:20] \
                 if isinstance(forbidden, list) else []
             self._loaded_once = True
+
+    def run_after_load(self) -> None:
+        """Call :attr:`after_load` if it has not been called yet (once loading is over, or
+        when the submission ends without a load)."""
+        loaded, self.after_load = self.after_load, None
+        if loaded is not None:
+            loaded()
 
     def defines(self, function: str) -> bool:
         if not self.extracted.cells:

@@ -28,6 +28,7 @@ the same notebook gives the same accuracy run after run on the same machine.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import time
@@ -355,14 +356,10 @@ def _train_one_ahead() -> bool:
             key = training_key(clone, model_kind=model_kind, profile=profile, data=data)
             if key is None:
                 continue
-            with cache.claim(key, wait=0) as taken:
-                if not taken or cache.get(key) is not None:
-                    continue
-                outcome = _fit_and_evaluate(clone, model_kind, profile,
-                                            data.for_profile(profile), notes)
+            if cache.fill(key, functools.partial(_fit_and_evaluate, clone, model_kind, profile,
+                                                 data.for_profile(profile), notes)):
                 STATS.ahead += 1
-                cache.put(key, outcome)
-            return True
+                return True
         except Exception as exc:  # noqa: BLE001 - its own test trains it and says what is wrong
             if isinstance(exc, CheckerLimit):
                 raise  # this process's own limit, raised into it: not this model's business

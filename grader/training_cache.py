@@ -466,6 +466,19 @@ class TrainingCache:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    def fill(self, key: TrainingKey, train: Callable[[], TrainingOutcome]) -> bool:
+        """Store ``train()``'s outcome under ``key`` only if no process holds the key and no
+        entry stores it; returns whether it trained (never waits)."""
+        with self.claim(key, wait=0) as taken:
+            if not taken or self.get(key) is not None:
+                return False
+            outcome = train()
+            try:
+                self.put(key, outcome)
+            except OSError:
+                pass  # a full disk or a read-only folder costs the later test a training
+            return True
+
     def through(self, key: TrainingKey, train: Callable[[], TrainingOutcome],
                 meanwhile: Callable[[], bool] | None = None) -> TrainingOutcome:
         """The stored outcome of ``key``, or ``train()``'s, stored (``meanwhile``: see
