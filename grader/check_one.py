@@ -14,6 +14,7 @@ limit, every test fails with that message and the process ends with its result w
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from grader import __version__
+from grader._gc import imports_then_frozen
 from grader.collect import run_suite
 from grader.course import load_assignment
 from grader.errors import GRADER_FAILED, CheckerLimit, NotebookUnreadable
@@ -208,17 +210,23 @@ def _all_failed(job: Job, message: str, fault: str) -> list[TestResult]:
 _FROZEN = False
 
 
-def _freeze_imports() -> None:
-    """Once per process, after its imports (TensorFlow, matplotlib, pytest): what they made
-    lives as long as the process, so the garbage collector, which :func:`forget` and Keras run
-    after every submission, need not walk it again (about a million objects)."""
+def _import_for(assignment: Any, result: SubmissionResult) -> None:
+    """What grading needs (TensorFlow where the assignment trains, matplotlib for the feedback's
+    figures). The first time in a process the imports run without the garbage collector and what
+    they made is then frozen (grader/_gc.py): it lives as long as the process, so neither the
+    import nor the collections that :func:`forget` and Keras run after every submission walk
+    it again (about a million objects)."""
     global _FROZEN
-    if not _FROZEN:
-        import gc
+    with contextlib.ExitStack() as stack:
+        if not _FROZEN:
+            stack.enter_context(imports_then_frozen(collect=True))
+            _FROZEN = True
+        if assignment.needs_tensorflow:
+            from grader.training import configure_determinism, device_description
 
-        gc.collect()
-        gc.freeze()
-        _FROZEN = True
+            configure_determinism()
+            result.device = device_description()
+        import grader.export.feedback  # noqa: F401
 
 
 class Standby:
@@ -308,13 +316,7 @@ def grade(job: Job, following: Job | None = None) -> SubmissionResult:
             # The next submission's worker boots while this one is graded, once this one's
             # worker has loaded the notebook (or, without a notebook to load, after its tests).
             submission.after_load = lambda: STANDBY.start(following)
-        if assignment.needs_tensorflow:
-            from grader.training import configure_determinism, device_description
-
-            configure_determinism()
-            result.device = device_description()
-        import grader.export.feedback  # noqa: F401
-        _freeze_imports()
+        _import_for(assignment, result)
         # Armed once this process's own imports are done: an exception raised into an import
         # would leave a half-imported module behind.
         watchdog.start()

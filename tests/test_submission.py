@@ -1,13 +1,17 @@
-"""The sandboxed submission: the worker started early, and the loading call's time limit."""
+"""The sandboxed submission: the worker started early, the loading call's time limit, and the
+collector around the worker's imports."""
 
 from __future__ import annotations
 
+import gc
+import importlib
 import time
 
 import nbformat
 import pytest
 
 from grader import codec
+from grader._gc import imports_then_frozen
 from grader.course import load_assignment
 from grader.errors import CallTimeout
 from grader.extract import extract_answer_code
@@ -88,3 +92,34 @@ def test_a_reply_left_unread_is_never_taken_for_another_calls() -> None:
         assert submission.call("double", 3.0) == 6.0
     finally:
         submission.close()
+
+
+@pytest.mark.slow
+def test_student_code_runs_with_the_collector_on_after_the_preload() -> None:
+    """The worker imports Keras with the garbage collector off (grader/_gc.py); the student's
+    code must run with it on, as in Jupyter, or its garbage cycles would pile up until a memory
+    limit the student never meets at home."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import gc\n\ndef collector():\n    return [gc.isenabled(), gc.get_freeze_count() > 0]\n")])
+    submission = SandboxSubmission(extract_answer_code(nb), load_assignment("mnist"),
+                                   limits=Limits(call_seconds=60.0),
+                                   isolation=detect_isolation(None))
+    try:
+        assert submission.call("collector") == [True, True]
+    finally:
+        submission.close()
+
+
+def test_imports_then_frozen_turns_the_collector_back_on_when_an_import_fails() -> None:
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    try:
+        with pytest.raises(ModuleNotFoundError, match="No module named 'no_such_module_here'"):
+            with imports_then_frozen():
+                assert not gc.isenabled()
+                importlib.import_module("no_such_module_here")
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.enable()
+        gc.unfreeze()
