@@ -155,3 +155,16 @@ def test_identity_check_names_the_field_that_differs() -> None:
     assert bench_run.differences(a, b) == ["/tests/0/message"]
     second["tests"][0]["message"] = "ok"
     assert bench_run.differences(a, bench_run.without_timing(second, Path("/class"))) == []
+
+
+@pytest.mark.slow
+def test_startup_reports_each_start_of_a_fresh_sandbox() -> None:
+    got = subprocess.run([sys.executable, str(ROOT / "bench" / "startup.py"), "backprop", "2"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0, got.stderr[-2000:]
+    report = json.loads(got.stdout.strip().splitlines()[-1])
+    assert report["assignment"] == "backprop"
+    assert len(report["starts"]) == 2
+    assert report["median_s"] == pytest.approx(sum(report["starts"]) / 2)
+    assert all(start > 0 for start in report["starts"])
+    assert report["isolation"] in ("bubblewrap", "namespaces", "rlimits")
