@@ -207,20 +207,15 @@ def _all_failed(job: Job, message: str, fault: str) -> list[TestResult]:
             for t in assignment.tests]
 
 
-_FROZEN = False
-
-
 def _import_for(assignment: Any, result: SubmissionResult) -> None:
     """What grading needs (TensorFlow where the assignment trains, matplotlib for the feedback's
-    figures). The first time in a process the imports run without the garbage collector and what
-    they made is then frozen (grader/_gc.py): it lives as long as the process, so neither the
-    import nor the collections that :func:`forget` and Keras run after every submission walk
-    it again (about a million objects)."""
-    global _FROZEN
-    with contextlib.ExitStack() as stack:
-        if not _FROZEN:
-            stack.enter_context(imports_then_frozen(collect=True))
-            _FROZEN = True
+    figures). Where this process has not imported them yet, the imports run without the garbage
+    collector and what they made is then frozen (grader/_gc.py): it lives as long as the
+    process, so neither the import nor the collections that :func:`forget` and Keras run after
+    every submission walk it again (about a million objects)."""
+    needed = ["grader.export.feedback", *(["tensorflow"] if assignment.needs_tensorflow else [])]
+    first = any(name not in sys.modules for name in needed)
+    with imports_then_frozen(collect=True) if first else contextlib.nullcontext():
         if assignment.needs_tensorflow:
             from grader.training import configure_determinism, device_description
 
