@@ -30,9 +30,10 @@ def sigmoid(x):
 """
 
 
-def _submission(source: str, call_seconds: float) -> SandboxSubmission:
+def _submission(source: str, call_seconds: float,
+                assignment: str = "backprop") -> SandboxSubmission:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
-    return SandboxSubmission(extract_answer_code(nb), load_assignment("backprop"),
+    return SandboxSubmission(extract_answer_code(nb), load_assignment(assignment),
                              limits=Limits(call_seconds=call_seconds),
                              isolation=detect_isolation(None))
 
@@ -99,11 +100,9 @@ def test_student_code_runs_with_the_collector_on_after_the_preload() -> None:
     """The worker imports Keras with the garbage collector off (grader/_gc.py); the student's
     code must run with it on, as in Jupyter, or its garbage cycles would pile up until a memory
     limit the student never meets at home."""
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "import gc\n\ndef collector():\n    return [gc.isenabled(), gc.get_freeze_count() > 0]\n")])
-    submission = SandboxSubmission(extract_answer_code(nb), load_assignment("mnist"),
-                                   limits=Limits(call_seconds=60.0),
-                                   isolation=detect_isolation(None))
+    submission = _submission(
+        "import gc\n\ndef collector():\n    return [gc.isenabled(), gc.get_freeze_count() > 0]\n",
+        call_seconds=60.0, assignment="mnist")
     try:
         assert submission.call("collector") == [True, True]
     finally:
