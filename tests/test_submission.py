@@ -1,11 +1,14 @@
-"""The sandboxed submission: the worker started early, the loading call's time limit, and the
-collector around the worker's imports."""
+"""The sandboxed submission: the worker started early, the loading call's time limit, the
+collector around the worker's imports, and the font list it is handed."""
 
 from __future__ import annotations
 
 import gc
 import importlib
+import json
+import os
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -15,6 +18,7 @@ from grader._gc import imports_then_frozen
 from grader.course import load_assignment
 from grader.errors import CallTimeout
 from grader.extract import extract_answer_code
+from grader.sandbox import fonts
 from grader.sandbox.isolation import Limits, detect_isolation
 from grader.submission import SandboxSubmission
 
@@ -122,3 +126,67 @@ def test_imports_then_frozen_turns_the_collector_back_on_when_an_import_fails() 
     finally:
         gc.enable()
         gc.unfreeze()
+
+
+FONT_PROBE = """
+import glob
+import logging
+import os
+
+def font_probe():
+    folder = os.environ["MPLCONFIGDIR"]
+    lists = [os.path.basename(p) for p in glob.glob(os.path.join(folder, "fontlist-v*.json"))]
+    messages = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    log = logging.getLogger("matplotlib.font_manager")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    from matplotlib import font_manager
+    found = font_manager.findfont("DejaVu Sans", fallback_to_default=False)
+    return [lists == [f"fontlist-v{font_manager.FontManager.__version__}.json"],
+            "GRADER_MPL_FONTLIST" in os.environ, messages, os.path.isfile(found)]
+"""
+
+
+def test_the_sandbox_reads_the_font_list_it_is_handed_instead_of_building_one() -> None:
+    """Matplotlib logs "generated new fontManager" when it builds its list, and "Found a missing
+    font file" when the list names a font the sandbox cannot open: neither may happen, the list
+    must be in place before the student's first line, and its variable gone."""
+    submission = _submission(FONT_PROBE, call_seconds=60.0)
+    try:
+        assert submission.call("font_probe") == [True, False, [], True]
+    finally:
+        submission.close()
+
+
+def test_the_font_list_keeps_only_fonts_the_sandbox_can_read() -> None:
+    every = json.loads(fonts.font_list(("/",)) or "{}")
+    names = [entry["fname"] for entry in every["ttflist"] + every["afmlist"]]
+    assert any(not os.path.isabs(name) for name in names)  # Matplotlib's own fonts
+
+    system = json.loads(fonts.font_list(("/usr",)) or "{}")
+    kept = [entry["fname"] for entry in system["ttflist"] + system["afmlist"]]
+    assert all(not os.path.isabs(name) or name.startswith("/usr/") for name in kept)
+
+    masked = json.loads(fonts.font_list(("/",), ("/usr",)) or "{}")
+    left = [entry["fname"] for entry in masked["ttflist"] + masked["afmlist"]]
+    assert left and all(not name.startswith("/usr/") for name in left)
+    assert masked["_version"] == every["_version"]
+
+
+def test_install_writes_the_list_where_matplotlib_looks_and_takes_it_out_of_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
+    monkeypatch.setenv(fonts.VARIABLE, json.dumps({"_version": "3.11.0", "ttflist": []}))
+    fonts.install()
+    assert fonts.VARIABLE not in os.environ
+    assert [p.name for p in (tmp_path / "mpl").iterdir()] == ["fontlist-v3.11.0.json"]
+
+    for bad in ("not json", json.dumps({"_version": "../../escaped"}), json.dumps([1])):
+        monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "bad"))
+        monkeypatch.setenv(fonts.VARIABLE, bad)
+        fonts.install()
+        assert fonts.VARIABLE not in os.environ
+        assert not (tmp_path / "bad").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mpl"]

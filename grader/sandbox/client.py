@@ -94,7 +94,8 @@ class WorkerClient:
         return [sys.executable, "-I", "-m", "grader.sandbox.worker", str(scratch)]
 
     def start(self) -> None:
-        from grader.sandbox.isolation import python_runtime_paths, spawn_sandboxed
+        from grader.sandbox import fonts
+        from grader.sandbox.isolation import SYSTEM_TREES, python_runtime_paths, spawn_sandboxed
 
         # A fresh, empty folder each time; the sandbox mounts its own capped tmpfs on it where
         # the level allows, and this process never opens anything inside it.
@@ -115,13 +116,18 @@ class WorkerClient:
             "TF_NUM_INTRAOP_THREADS": "1",
             "LANG": "C.UTF-8",
         }
+        readable = python_runtime_paths()
+        font_list = fonts.font_list(tuple(map(str, (*SYSTEM_TREES, *readable))),
+                                    tuple(map(str, self.hidden)))
+        if font_list is not None:
+            env[fonts.VARIABLE] = font_list
         if self.preload:
             env["GRADER_PRELOAD"] = ",".join(self.preload)
             env["GRADER_PRELOAD_FORBIDDEN"] = ",".join(self.forbidden)
         self._inbox = bytearray()
         self._ready = False
         self._proc = spawn_sandboxed(self.worker_argv(self.scratch), scratch=self.scratch,
-                                     readable=python_runtime_paths(), env=env,
+                                     readable=readable, env=env,
                                      limits=self.limits, isolation=self.isolation,
                                      hidden=self.hidden)
         self._drain = _OutputDrain(self._proc.stderr, self.limits.output_bytes)

@@ -138,7 +138,7 @@ def _is_under(path: Path, parent: Path) -> bool:
 
 
 # System paths the dynamic loader and the interpreter need, bound read-only by bubblewrap.
-_SYSTEM_TREES = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin")
+SYSTEM_TREES = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin")
 _SYSTEM_FILES = (
     "/etc/ld.so.cache",
     "/etc/ld.so.conf",
@@ -416,7 +416,7 @@ def root_layout(scratch: Path, readable: Sequence[Path], hidden: Sequence[Path],
     (or is ``/``) is left out, and a hidden path under a bound one is masked."""
     mounts: list[Mount] = []
     requested: list[tuple[Path, str]] = []  # (path, "bind" or "scratch")
-    for tree in _SYSTEM_TREES:
+    for tree in SYSTEM_TREES:
         if os.path.islink(tree):
             mounts.append(Mount("symlink", Path(tree), source=os.readlink(tree)))
         elif os.path.isdir(tree):

@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from grader.sandbox import fonts
 from grader.sandbox.protocol import (
     call_recording_warnings,
     describe_exception,
@@ -190,6 +191,7 @@ def main() -> None:
     sys.stdin = open(0, closefd=False)  # noqa: SIM115
     sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115
     os.chdir(scratch)
+    fonts.install()  # before anything imports Matplotlib
     _preload()
     worker = Worker(scratch, replies)
     worker.reply({"ready": True})
