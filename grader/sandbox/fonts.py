@@ -63,7 +63,7 @@ def _readable(name: object, roots: tuple[str, ...], masked: tuple[str, ...]) -> 
     if not os.path.isabs(name):
         return ".." not in Path(name).parts  # in Matplotlib's data folder
     return (os.path.normpath(name) == name and name.startswith(roots)
-            and not name.startswith(masked))
+            and not (name + "/").startswith(masked))  # a hidden folder, or the file itself
 
 
 def install() -> None:
