@@ -198,3 +198,14 @@ def test_install_writes_the_list_where_matplotlib_looks_and_takes_it_out_of_the_
         assert fonts.VARIABLE not in os.environ
         assert not (tmp_path / "bad").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mpl"]
+
+
+def test_a_font_list_that_cannot_be_made_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The list is a shortcut: whatever goes wrong making it, the sandbox starts without it."""
+    from matplotlib import font_manager
+
+    def broken(data: object, filename: object) -> None:
+        raise RuntimeError("broken font cache")
+
+    monkeypatch.setattr(font_manager, "json_dump", broken)
+    assert fonts.font_list.__wrapped__(("/usr",)) is None
