@@ -174,13 +174,14 @@ def test_the_font_list_keeps_only_fonts_the_sandbox_can_read() -> None:
     assert left and all(not name.startswith("/usr/") for name in left)
     assert masked["_version"] == every["_version"]
 
-    font = "/usr/share/fonts/a.ttf"
-    assert fonts._readable(font, ("/usr/",), ())
-    assert not fonts._readable(font, ("/usr/",), ("/usr/share/",))  # in a hidden folder
-    assert not fonts._readable(font, ("/usr/",), (font + "/",))  # hidden itself
-    assert not fonts._readable("/usr/../etc/a.ttf", ("/usr/",), ())
-    assert not fonts._readable("/opt/a.ttf", ("/usr/",), ())
-    assert not fonts._readable("../a.ttf", ("/usr/",), ())
+    font, usr = "/usr/share/fonts/a.ttf", (Path("/usr"),)
+    assert fonts._readable(font, usr, ())
+    assert not fonts._readable(font, usr, (Path("/usr/share"),))  # in a hidden folder
+    assert not fonts._readable(font, usr, (Path(font),))  # hidden itself
+    assert not fonts._readable("/usr/../etc/a.ttf", usr, ())
+    assert fonts._readable("/usr/share/fonts-other/a.ttf", usr, (Path("/usr/share/fonts"),))
+    assert not fonts._readable("/opt/a.ttf", usr, ())
+    assert not fonts._readable("../a.ttf", usr, ())
 
 
 def test_install_writes_the_list_where_matplotlib_looks_and_takes_it_out_of_the_environment(

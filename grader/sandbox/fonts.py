@@ -43,8 +43,8 @@ def font_list(readable: tuple[str, ...], hidden: tuple[str, ...] = ()) -> str | 
         return None
     if not isinstance(data, dict) or "_version" not in data:
         return None
-    roots = tuple(root.rstrip("/") + "/" for root in readable)
-    masked = tuple(path.rstrip("/") + "/" for path in hidden)
+    roots = tuple(map(Path, readable))
+    masked = tuple(map(Path, hidden))
     for key in ("ttflist", "afmlist"):
         entries = data.get(key)
         if not isinstance(entries, list):
@@ -55,13 +55,19 @@ def font_list(readable: tuple[str, ...], hidden: tuple[str, ...] = ()) -> str | 
     return text if len(text) <= LARGEST else None
 
 
-def _readable(name: object, roots: tuple[str, ...], masked: tuple[str, ...]) -> bool:
+def _readable(name: object, roots: tuple[Path, ...], masked: tuple[Path, ...]) -> bool:
+    """Whether a sandbox can read the font ``name``: by the rule the sandbox's layout is built
+    with (:func:`grader.sandbox.isolation.is_under`), under a root and under no hidden path
+    (a hidden folder, or the file itself)."""
+    from grader.sandbox.isolation import is_under  # not in the worker, which never filters
+
     if not isinstance(name, str) or not name:
         return False
     if not os.path.isabs(name):
         return ".." not in Path(name).parts  # in Matplotlib's data folder
-    return (os.path.normpath(name) == name and name.startswith(roots)
-            and not (name + "/").startswith(masked))  # a hidden folder, or the file itself
+    path = Path(name)
+    return (os.path.normpath(name) == name and any(is_under(path, root) for root in roots)
+            and not any(is_under(path, hidden) for hidden in masked))
 
 
 def install() -> None:

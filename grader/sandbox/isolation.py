@@ -128,12 +128,12 @@ def _fold(paths: set[Path] | list[Path]) -> list[Path]:
     """Drop every path that lies under another one of the set; sorted."""
     result: list[Path] = []
     for path in sorted(set(paths), key=lambda p: (len(p.parts), str(p))):
-        if not any(_is_under(path, kept) for kept in result):
+        if not any(is_under(path, kept) for kept in result):
             result.append(path)
     return sorted(result)
 
 
-def _is_under(path: Path, parent: Path) -> bool:
+def is_under(path: Path, parent: Path) -> bool:
     return path == parent or parent in path.parents
 
 
@@ -427,10 +427,10 @@ def root_layout(scratch: Path, readable: Sequence[Path], hidden: Sequence[Path],
     for path, kind in sorted(requested, key=lambda r: len(r[0].parts)):
         if kind == "scratch":
             mounts.append(Mount("scratch", path, mode=0o777, size=scratch_bytes))
-        elif path != Path("/") and not any(_is_under(path, h) for h in hidden):
+        elif path != Path("/") and not any(is_under(path, h) for h in hidden):
             mounts.append(Mount("bind", path))
     mounts += [Mount("mask", path) for path in hidden
-               if any(_is_under(path, p) and path != p for p, _ in requested)]
+               if any(is_under(path, p) and path != p for p, _ in requested)]
     mounts += [
         Mount("file", Path("/etc/passwd"), source=_PASSWD, mode=0o644),
         Mount("file", Path("/etc/group"), source=_GROUP, mode=0o644),
@@ -459,7 +459,7 @@ def _bubblewrap_layout_args(layout: RootLayout) -> tuple[list[str], list[int]]:
     ancestors = {parent for path in bound for parent in path.parents} | {Path("/etc")}
     ancestors -= {Path("/"), Path("/tmp"), Path("/proc"), Path("/dev")}
     for directory in sorted(ancestors, key=lambda p: (len(p.parts), str(p))):
-        if not any(_is_under(directory, path) for path in bound):
+        if not any(is_under(directory, path) for path in bound):
             args += ["--perms", "0755", "--dir", str(directory)]
     for mount in layout.of("symlink"):
         args += ["--symlink", mount.source, str(mount.target)]
