@@ -382,6 +382,77 @@ def test_a_remembered_figure_is_one_of_the_same_data():
     assert figures.draw("confusion_matrix", MATRIX_FIGURE) == remembered
 
 
+@pytest.fixture
+def picture_store(tmp_path, monkeypatch):
+    """A training cache folder in the environment, and no picture remembered in this process."""
+    monkeypatch.setenv("GRADER_TRAINING_CACHE", str(tmp_path / "training"))
+    monkeypatch.delenv("GRADER_NO_CACHE", raising=False)
+    figures._remembered.cache_clear()
+    yield tmp_path / "training" / "pictures"
+    figures._remembered.cache_clear()
+
+
+def _counted(monkeypatch, kind):
+    """The data each drawing of ``kind`` gets, from now on."""
+    drawn, drawer = [], figures._DRAWERS[kind]
+
+    def counting(data):
+        drawn.append(data)
+        return drawer(data)
+
+    monkeypatch.setitem(figures._DRAWERS, kind, counting)
+    return drawn
+
+
+def test_a_picture_drawn_by_one_process_is_read_back_by_another(picture_store, monkeypatch):
+    drawn = figures.draw("confusion_matrix", MATRIX_FIGURE)
+    assert drawn == figures._DRAWERS["confusion_matrix"](copy.deepcopy(MATRIX_FIGURE))
+    assert len(list(picture_store.iterdir())) == 1
+    figures._remembered.cache_clear()  # another process: nothing remembered, the folder shared
+    calls = _counted(monkeypatch, "confusion_matrix")
+    assert figures.draw("confusion_matrix", MATRIX_FIGURE) == drawn
+    assert calls == []
+    changed = copy.deepcopy(MATRIX_FIGURE)
+    changed["matrix"][0][0] += 1
+    figures.draw("confusion_matrix", changed)  # other data: not the stored picture
+    assert calls == [changed]
+
+
+def test_without_a_cache_no_picture_is_stored(picture_store, monkeypatch):
+    monkeypatch.setenv("GRADER_NO_CACHE", "1")
+    figures.draw("learning_curve", CURVE)
+    assert not picture_store.parent.exists()
+
+
+@pytest.mark.parametrize("damage", ["not json", "another key", "not a png", "a field more",
+                                    "oversized", "a link"])
+def test_a_stored_picture_that_cannot_be_trusted_is_drawn_again_and_replaced(
+        picture_store, monkeypatch, tmp_path, damage):
+    good = figures.draw("learning_curve", CURVE)
+    (entry,) = picture_store.iterdir()
+    stored = json.loads(entry.read_text())
+    entry.unlink()
+    if damage == "not json":
+        entry.write_text("{")
+    elif damage == "another key":
+        entry.write_text(json.dumps({**stored, "key": stored["key"].replace("loss", "lose")}))
+    elif damage == "not a png":
+        fake = "data:image/png;base64," + base64.b64encode(b"GIF89a....").decode()
+        entry.write_text(json.dumps({**stored, "uri": fake}))
+    elif damage == "a field more":
+        entry.write_text(json.dumps({**stored, "script": "alert(1)"}))
+    elif damage == "oversized":
+        entry.write_text(json.dumps({**stored, "caption": "x" * figures.LARGEST_STORED}))
+    else:
+        (tmp_path / "elsewhere.json").write_text(json.dumps(stored))
+        entry.symlink_to(tmp_path / "elsewhere.json")
+    figures._remembered.cache_clear()
+    calls = _counted(monkeypatch, "learning_curve")
+    assert figures.draw("learning_curve", CURVE) == good
+    assert calls == [CURVE]
+    assert not entry.is_symlink() and json.loads(entry.read_text()) == stored
+
+
 def test_figure_captions_state_the_data():
     assert figures.draw("confusion_matrix", MATRIX_FIGURE).caption == (
         "Your cnn model on the grader's test images: 900 of 990 correct (90.9%). "

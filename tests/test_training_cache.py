@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -522,8 +523,10 @@ def _comparable(path: Path) -> dict[str, object]:
 @pytest.mark.slow
 def test_grading_with_the_cache_gives_the_results_of_grading_without_it(tmp_path):
     """Two students hand in the reference (one with its layers renamed): with the cache each
-    distinct model trains once for the class; without it every model trains; every result is
-    the same apart from timing."""
+    distinct model trains once for the class, and each picture is drawn once; without it every
+    model trains; every result and every picture is the same apart from timing. Each student
+    gets a checking process of their own (GRADER_CHECKER_JOBS=1), so the second reads what the
+    first stored."""
     import shutil
 
     from tests.conftest import SAMPLES, run_grader
@@ -543,15 +546,24 @@ def test_grading_with_the_cache_gives_the_results_of_grading_without_it(tmp_path
     env.pop("GRADER_TRAINING_CACHE", None)
     cached, uncached = tmp_path / "cached", tmp_path / "uncached"
     done = run_grader("grade", str(submitted), "--assignment", "mnist", "--out", str(cached),
-                      "--jobs", "1", "--quiet", env=env)
+                      "--jobs", "1", "--quiet", env={**env, "GRADER_CHECKER_JOBS": "1"})
     assert done.returncode == 0, done.stderr
     entries = sorted((cached / ".cache" / "training").glob("*.json"))
     assert len(entries) == 4, "one training per distinct model (MLP, CNN, LSTM, GRU)"
+    pictures = sorted((cached / ".cache" / "training" / "pictures").glob("*.json"))
+    assert len(pictures) == 8, "a learning curve and a confusion matrix per distinct training"
     done = run_grader("grade", str(submitted / "ada.ipynb"), "--assignment", "mnist", "--out",
                       str(uncached), "--no-cache", "--quiet", env=env)
     assert done.returncode == 0, done.stderr
     assert not (uncached / ".cache").exists()
     baseline = _comparable(uncached / "ada" / "result.full.json")
     assert baseline["tests"], "graded"
+    drawn = _pictures(uncached / "ada" / "feedback.html")
+    assert len(drawn) == 8
     for student in ("ada", "bob"):
         assert _comparable(cached / student / "result.full.json") == baseline, student
+        assert _pictures(cached / student / "feedback.html") == drawn, student
+
+
+def _pictures(page: Path) -> list[str]:
+    return re.findall(r'<img src="(data:image/png;base64,[^"]+)"', page.read_text())

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import io
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import matplotlib
 import matplotlib.style
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -232,9 +235,10 @@ KINDS: tuple[str, ...] = tuple(_DRAWERS)
 def draw(kind: str, data: Any) -> Picture:
     """Draw one entry of ``TestResult.figures``; :class:`FigureDataError` if it cannot be drawn.
 
-    The same data always gives the same picture, so a picture is drawn once per process and
-    then reused (:data:`REMEMBERED` of them): students whose models share a training share its
-    learning curve and confusion matrix."""
+    The same data always gives the same picture, so a picture is drawn once and then reused:
+    students whose models share a training share its learning curve and confusion matrix. A
+    process keeps :data:`REMEMBERED` of them; with a training cache, the pictures folder next
+    to its entries keeps them for every checking process of the run (:func:`_stored`)."""
     drawer = _DRAWERS.get(kind)
     if drawer is None:
         raise FigureDataError(f"unknown picture kind {kind!r}; known: {', '.join(KINDS)}")
@@ -254,9 +258,77 @@ REMEMBERED = 64
 """Pictures kept per process (a few kilobytes each)."""
 
 
+STORE_FORMAT = 1
+LARGEST_STORED = 2 * 2**20
+"""Bytes: a stored picture is a PNG of some tens of kilobytes, in base64, with its caption."""
+_URI_PREFIX = "data:image/png;base64,"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 @functools.lru_cache(maxsize=REMEMBERED)
 def _remembered(kind: str, text: str) -> Picture:
-    return _DRAWERS[kind](json.loads(text))
+    folder = _store_folder()
+    if folder is None:
+        return _DRAWERS[kind](json.loads(text))
+    return _stored(folder, kind, text)
+
+
+def _store_folder() -> Path | None:
+    """``pictures`` in the training cache's folder (:mod:`grader.training_cache`), written and
+    read only by checking processes, never seen by a sandbox; None without a cache."""
+    from grader.training_cache import TrainingCache
+
+    cache = TrainingCache.from_environment()
+    return cache.folder / "pictures" if cache is not None else None
+
+
+@functools.cache
+def _drawing_digest() -> str:
+    """What a picture's bytes depend on besides its data: this module's code, Matplotlib's
+    version and the resolution."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest.update(f"\0{matplotlib.__version__}\0{DPI}".encode())
+    return digest.hexdigest()
+
+
+def _stored(folder: Path, kind: str, text: str) -> Picture:
+    """The picture of ``kind`` for the JSON ``text``, read from ``folder`` where another
+    process drew it, else drawn and stored there (atomically: two processes that draw the same
+    picture at once store the same bytes). An entry that is unreadable, oversized, malformed or
+    stored for other data is drawn again and replaced."""
+    from grader._fsutil import atomic_write_text, read_regular_file
+
+    key = json.dumps([STORE_FORMAT, kind, text, _drawing_digest()])
+    path = folder / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+    try:
+        found = _picture_from(kind, key, json.loads(read_regular_file(path, LARGEST_STORED)))
+    except (OSError, ValueError):  # UnicodeDecodeError and TooLarge among them
+        found = None
+    if found is not None:
+        return found
+    picture = _DRAWERS[kind](json.loads(text))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({"key": key, "caption": picture.caption,
+                                            "uri": picture.uri}))
+    except OSError:
+        pass  # a full disk or a read-only folder: the next process draws it again
+    return picture
+
+
+def _picture_from(kind: str, key: str, stored: Any) -> Picture | None:
+    """A stored picture, checked: the key it was stored for, a caption, and a PNG."""
+    if not isinstance(stored, dict) or set(stored) != {"key", "caption", "uri"} \
+            or stored["key"] != key or not isinstance(stored["caption"], str) \
+            or not isinstance(stored["uri"], str) or not stored["uri"].startswith(_URI_PREFIX):
+        return None
+    try:
+        png = base64.b64decode(stored["uri"][len(_URI_PREFIX):], validate=True)
+    except ValueError:  # binascii.Error: not base64
+        return None
+    if not png.startswith(_PNG_SIGNATURE):
+        return None
+    return Picture(kind, stored["caption"], stored["uri"])
 
 
 def score_histogram(labels: Sequence[str], counts: Sequence[int]) -> Picture:
