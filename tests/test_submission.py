@@ -1,6 +1,5 @@
 """The sandboxed submission: the worker started early, the loading call's time limit, the
-collector around the worker's imports, the modules it defers, and the font list it is
-handed."""
+collector around the worker's imports, and the font list it is handed."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ import gc
 import importlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from grader._gc import imports_then_frozen
 from grader.course import load_assignment
 from grader.errors import CallTimeout
 from grader.extract import extract_answer_code
-from grader.sandbox import fonts, worker
+from grader.sandbox import fonts
 from grader.sandbox.isolation import Limits, detect_isolation
 from grader.submission import SandboxSubmission
 
@@ -212,52 +210,3 @@ def test_a_font_list_that_cannot_be_made_is_left_out(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(font_manager, "json_dump", broken)
     assert fonts.font_list.__wrapped__(("/usr",)) is None
-
-
-DEFERRED_PROBE = """
-import sys
-
-def plot_probe():
-    before = [type(sys.modules.get(name)).__name__ for name in ("matplotlib.pyplot", "IPython")]
-    import matplotlib.pyplot as plt
-    fig = plt.figure()
-    plt.plot([0, 1], [1, 0])
-    lines = len(fig.axes[0].lines)
-    plt.close(fig)
-    return [before, lines, type(sys.modules["matplotlib.pyplot"]).__name__]
-"""
-
-
-@pytest.mark.slow
-def test_modules_keras_imports_for_plotting_load_when_the_student_first_uses_them() -> None:
-    """The preload defers pyplot and IPython (worker.DEFERRED): they are in ``sys.modules``
-    but have not run when the student's code starts, and pyplot works as usual once used."""
-    submission = _submission(DEFERRED_PROBE, call_seconds=60.0, assignment="mnist")
-    try:
-        assert submission.call("plot_probe") == [["_LazyModule", "_LazyModule"], 1, "module"]
-    finally:
-        submission.close()
-
-
-def test_a_deferred_module_runs_on_first_use_and_a_forbidden_one_is_still_refused(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    runs = tmp_path / "runs.txt"
-    (tmp_path / "deferred_probe_module.py").write_text(
-        f"with open({str(runs)!r}, 'a') as f:\n    f.write('ran\\n')\nVALUE = 42\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    name = "deferred_probe_module"
-    monkeypatch.delitem(sys.modules, name, raising=False)
-    deferred = worker._Deferred((name,))
-    monkeypatch.setattr(sys, "meta_path", [deferred, *sys.meta_path])
-    module = importlib.import_module(name)
-    assert type(module).__name__ == "_LazyModule" and not runs.exists()
-    assert module.VALUE == 42
-    assert runs.read_text() == "ran\n" and type(module).__name__ == "module"
-    assert deferred.find_spec("json") is None  # only the names it is given
-
-    monkeypatch.delitem(sys.modules, name)
-    blocker = worker._BlockImports([name])
-    monkeypatch.setattr(sys, "meta_path", [blocker, deferred, *sys.meta_path[1:]])
-    with pytest.raises(ImportError, match="import of 'deferred_probe_module' is not allowed"):
-        importlib.import_module(name)
-    assert runs.read_text() == "ran\n" and name not in sys.modules

@@ -2,9 +2,8 @@
 
 On its first import, ``matplotlib.font_manager`` reads every font file it can find (about 130
 here) unless its cache folder holds a font list. A sandbox's cache folder (``MPLCONFIGDIR``) is a
-new, empty folder in its scratch, so every sandbox that plots would pay that scan again (Keras
-imports pyplot at start-up; the worker defers that import to the student's first use of it,
-:data:`grader.sandbox.worker.DEFERRED`).
+new, empty folder in its scratch, so every sandbox paid that scan again: Keras imports pyplot, so
+every TensorFlow assignment's sandbox did, before the student's first line.
 
 The checking process writes the list its own Matplotlib uses, keeping only the fonts a sandbox
 can read too (Matplotlib's own, and those under the system folders it binds read-only), and

@@ -153,43 +153,6 @@ class Worker:
         return reply, out
 
 
-DEFERRED = ("matplotlib.pyplot", "matplotlib.patches", "IPython", "requests")
-"""Pure-Python modules that Keras and TensorFlow import at start-up for features a build
-function rarely touches (plotting an image gallery, notebook detection, a remote monitor):
-about 0.4 s of every sandbox's start on the 2-core VM (``bench/startup.py mnist 7``: median 2.27
-and 2.34 s with them deferred, 2.69 and 2.72 s without; ``docs/benchmarks.md``). During the
-preload they are found as usual but loaded on first use (:class:`_Deferred`)."""
-
-
-class _Deferred(importlib.abc.MetaPathFinder):
-    """Finds the modules of :data:`DEFERRED` with the finders after it and hands them out with
-    :class:`importlib.util.LazyLoader`: the module is in ``sys.modules`` at once and runs its
-    code when its first attribute is used, as if imported then. A student who plots imports
-    Matplotlib's pyplot at that moment, under the same limits and import blocker as any of
-    their imports; one who never does never pays for it."""
-
-    def __init__(self, names: tuple[str, ...]) -> None:
-        self.names = frozenset(names)
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        import importlib.machinery
-        import importlib.util
-
-        if fullname not in self.names:
-            return None
-        for finder in list(sys.meta_path):
-            find = getattr(finder, "find_spec", None)
-            if finder is self or find is None:
-                continue
-            spec = find(fullname, path, target)
-            if spec is None:
-                continue
-            if isinstance(spec.loader, importlib.machinery.SourceFileLoader):
-                spec.loader = importlib.util.LazyLoader(spec.loader)
-            return spec
-        return None
-
-
 def _preload() -> None:
     """Import what the assignment's code is graded with (``GRADER_PRELOAD``, e.g. ``keras``)
     before the ``ready`` line, with the assignment's forbidden imports already failing
@@ -205,8 +168,7 @@ def _preload() -> None:
     from grader._gc import imports_then_frozen
 
     blocker = _BlockImports(forbidden)
-    deferred = _Deferred(DEFERRED)
-    sys.meta_path[:0] = [blocker, deferred]  # a forbidden module is refused, never deferred
+    sys.meta_path.insert(0, blocker)
     try:
         # Without the collector, then frozen: what the imports made lives as long as the
         # process, and no collection walks it again (grader/_gc.py).
@@ -214,7 +176,6 @@ def _preload() -> None:
             for name in names:
                 importlib.import_module(name)
     finally:
-        sys.meta_path.remove(deferred)
         sys.meta_path.remove(blocker)
 
 
