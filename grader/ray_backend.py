@@ -42,7 +42,9 @@ asks for a token gets this machine's (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`
 Cleanup: each task works in ``grader-ray-<pid>-XXXX`` in the node's temporary folder, removes it
 on every way out Python sees (a cancelled task also ends its checking process and removes that
 process' sandbox roots), and first sweeps what killed gradings left on the node
-(:mod:`grader._cleanup`). Ray's raylet messages (a lost node's state dump) go to
+(:mod:`grader._cleanup`). It keeps one thing on purpose: without ``GRADER_TRAINING_CACHE``,
+the node's training cache :data:`NODE_CACHE` (training outcomes and the feedback's pictures),
+shared by the node's tasks and later runs. Ray's raylet messages (a lost node's state dump) go to
 ``DIR/.logs/ray-errors.log``; the driver says in one line how many nodes were lost and how many
 gradings were retried elsewhere.
 """
@@ -71,6 +73,9 @@ from grader.results import SubmissionResult
 INSTALL_HINT = "--backend ray needs Ray: pip install '.[ray]' (or pip install 'ray[default]')"
 NODE_LOG = "ray.jsonl"
 """Per run folder, under ``.logs/``: one JSON line per graded submission (student, node, host)."""
+NODE_CACHE = "grader-training-cache"
+"""Without ``GRADER_TRAINING_CACHE``: the training cache (and its stored pictures) of a node, in
+its temporary folder, shared by the node's tasks and kept across runs."""
 
 ENV_CPUS = "GRADER_RAY_CPUS"
 ENV_GPUS = "GRADER_RAY_GPUS"
@@ -264,7 +269,7 @@ def grade_task(spec: dict[str, Any], notebook: bytes | None,
         cache = None
         if spec.get("training_cache"):
             shared = env.get("GRADER_TRAINING_CACHE") or os.environ.get("GRADER_TRAINING_CACHE")
-            cache = Path(shared) if shared else tmp_root / "grader-training-cache"
+            cache = Path(shared) if shared else tmp_root / NODE_CACHE
         job = Job(notebook=path, student=spec["student"], assignment=spec["assignment"],
                   profile=spec["profile"], out_dir=out, data=data,
                   isolation=spec["isolation"], training_cache=cache)

@@ -228,8 +228,10 @@ class LocalCluster:
         assert not left, f"Ray processes left running: {left}"
 
     def leftovers(self) -> list[str]:
-        """The grader's entries in the nodes' temporary folder."""
-        return sorted(p.name for p in self.tmp.iterdir() if p.name.startswith("grader-"))
+        """The grader's entries in the nodes' temporary folder, the nodes' training cache aside
+        (kept across runs by design; backprop stores its feedback's pictures there)."""
+        return sorted(p.name for p in self.tmp.iterdir()
+                      if p.name.startswith("grader-") and p.name != ray_backend.NODE_CACHE)
 
 
 def _started(*, auth: bool, second_node: bool) -> Iterator[LocalCluster]:
