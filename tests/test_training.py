@@ -113,3 +113,37 @@ def test_a_model_pretrained_in_any_way_scores_what_the_architecture_scores(small
         assert outcome.accuracy == untouched.accuracy
         assert outcome.history == untouched.history
         assert outcome.notes
+
+
+def test_the_recipe_trains_on_keras_own_batches_without_tf_data_autotuning():
+    """``unautotuned_batches`` gives ``fit`` and ``predict`` the batches Keras makes of arrays
+    (the same seeded shuffle, the partial last batch, the same number of steps), so a training
+    is the same to the bit; only tf.data's autotuning, whose thread made each epoch's end wait,
+    is off."""
+    import tensorflow as tf
+
+    from grader.training import unautotuned_batches
+
+    rng = np.random.default_rng(0)
+    x = rng.random((250, 784), dtype=np.float32)  # 7 full batches of 32 and one of 26
+    y = np.eye(10, dtype="float32")[rng.integers(0, 10, 250)]
+
+    def trained(feed):
+        keras.utils.set_random_seed(5)
+        model = _mlp()
+        history = model.fit(**feed(x, y, batch_size=32, shuffle=True), epochs=3, verbose=0)
+        return history.history, model.predict(**feed(x, batch_size=64), verbose=0)
+
+    def arrays(x, y=None, *, batch_size, shuffle=False):
+        return {"x": x, "batch_size": batch_size,
+                **({"y": y, "shuffle": shuffle} if y is not None else {})}
+
+    fed = unautotuned_batches(x, y, batch_size=32, shuffle=True)
+    assert isinstance(fed["x"], tf.data.Dataset)
+    assert fed["x"].options().autotune.enabled is False
+    assert int(fed["x"].cardinality()) == 8
+
+    ours, keras_own = trained(unautotuned_batches), trained(arrays)
+    assert ours[0] == keras_own[0]
+    assert len(ours[0]["loss"]) == 3
+    np.testing.assert_array_equal(ours[1], keras_own[1])
