@@ -430,7 +430,7 @@ def unautotuned_batches(x: np.ndarray, y: np.ndarray | None = None, *, batch_siz
         adapter = ArrayDataAdapter(x, y, batch_size=batch_size, shuffle=shuffle)
         dataset = adapter.get_tf_dataset().apply(
             tf.data.experimental.assert_cardinality(adapter.num_batches))
-    except (ImportError, AttributeError, TypeError):
+    except (ImportError, AttributeError, TypeError, ValueError):
         arrays = {"x": x, "batch_size": batch_size}
         return {**arrays, "y": y, "shuffle": shuffle} if y is not None else arrays
     options = tf.data.Options()
