@@ -414,9 +414,9 @@ def unautotuned_batches(x: np.ndarray, y: np.ndarray | None = None, *, batch_siz
 
     ``model.fit(x, y, shuffle=True)`` makes a new iterator of Keras's array pipeline for each
     epoch, and deleting the old one waits for tf.data's autotuning thread, the training doing
-    nothing meanwhile. Two processes training four models each on two cores (mnist's reference
-    models, quick profile) spent 0.07 to 5.1 s per training between an epoch's start and its
-    first batch, median 1.1 s; without the autotuning, 0.06 to 0.14 s.
+    nothing meanwhile. Two processes training four models each on two cores (a course's
+    reference models, quick profile) spent 0.07 to 5.1 s per training between an epoch's start
+    and its first batch, median 1.1 s; without the autotuning, 0.06 to 0.14 s.
 
     These are Keras's own batches: the same seeded shuffle, the same partial last batch and a
     known number of steps (without it Keras iterates otherwise, and the outcome changes), so a
