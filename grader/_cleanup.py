@@ -8,6 +8,9 @@ of the process that created it:
 ``grader-ray-<pid>-XXXX``  a Ray task's folder (the notebook, the task's output), made by the
                            Ray worker process
 ``grader-job-<pid>-XXXX``  a checking process' job file, made by the process that starts it
+``grader-probe-<pid>-XXXX`` the scratch of a probe of the isolation level (folder)
+``grader-fonts-<pid>-XXXX`` where the checking process writes Matplotlib's font list (folder)
+``grader-model-<pid>-XXXX`` where the checking process loads a model a sandbox returned (folder)
 
 A process that ends normally removes its own entries. One killed with SIGKILL (a lost node, an
 out-of-memory kill, a driver whose Ray tasks are ended) cannot; :func:`sweep_stale` removes
@@ -35,12 +38,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-PREFIXES = ("grader-sbx-", "grader-ray-", "grader-job-")
+PREFIXES = ("grader-sbx-", "grader-ray-", "grader-job-", "grader-probe-", "grader-fonts-",
+            "grader-model-")
 """Name prefixes of the grader's temporary entries; each is followed by ``<pid>-``."""
 
 MIN_AGE_SECONDS = 60.0
 
-_NAME = re.compile(r"^grader-(sbx|ray|job)-(\d+)-.+$")
+_NAME = re.compile(r"^grader-(sbx|ray|job|probe|fonts|model)-(\d+)-.+$")
 
 
 def owner_pid(name: str) -> int | None:

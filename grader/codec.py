@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import shutil
 import tempfile
 import zipfile
@@ -490,7 +491,7 @@ def load_model_safely(data: bytes, what: str, *,
         raise RefusedValue(
             f"{what} declares about {declared:,} parameters; this assignment's models have at "
             f"most {max_params:,} — check the units, filters and kernel sizes of its layers")
-    with tempfile.TemporaryDirectory(prefix="grader-model-") as private:
+    with tempfile.TemporaryDirectory(prefix=f"grader-model-{os.getpid()}-") as private:
         copy = Path(private) / "model.keras"
         copy.write_bytes(data)
         try:

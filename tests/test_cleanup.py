@@ -44,6 +44,9 @@ def test_owner_pid_reads_only_the_grader_names() -> None:
     assert owner_pid("grader-ray-123-abcd") == 123
     assert owner_pid("grader-sbx-9-x") == 9
     assert owner_pid("grader-job-77-k.json") == 77
+    assert owner_pid("grader-probe-5-x") == 5
+    assert owner_pid("grader-fonts-6-y") == 6
+    assert owner_pid("grader-model-7-z") == 7
     for other in ("grader-model-abc", "grader-ray-abc", "grader-ray-12", "tmpq.json", "rt9"):
         assert owner_pid(other) is None
 
@@ -51,7 +54,11 @@ def test_owner_pid_reads_only_the_grader_names() -> None:
 def test_sweep_removes_only_stale_entries_of_dead_processes(tmp_path: Path) -> None:
     dead, alive = _dead_pid(), os.getpid()
     stale = {_folder(tmp_path, f"grader-ray-{dead}-a1"), _folder(tmp_path, f"grader-sbx-{dead}-b2"),
-             _file(tmp_path, f"grader-job-{dead}-c3.json")}
+             _file(tmp_path, f"grader-job-{dead}-c3.json"),
+             # a checking process killed while probing the isolation level, writing the font
+             # list or loading a model leaves these
+             _folder(tmp_path, f"grader-probe-{dead}-j1"), _folder(tmp_path, f"grader-fonts-{dead}-k2"),
+             _folder(tmp_path, f"grader-model-{dead}-l3")}
     kept = {_folder(tmp_path, f"grader-ray-{alive}-d4"),          # its process runs
             _folder(tmp_path, f"grader-sbx-{dead}-e5", old=False),  # just made
             _folder(tmp_path, "grader-model-f6"),                   # not a pid-named entry
@@ -86,3 +93,27 @@ def test_remove_owned_by_takes_fresh_entries_of_ended_processes(tmp_path: Path) 
     other = _folder(tmp_path, f"grader-sbx-{_dead_pid()}-c3", old=False)
     assert remove_owned_by({dead, alive}, tmp_path) == [fresh]
     assert not fresh.exists() and running.exists() and other.exists()
+
+
+def test_every_temporary_folder_of_a_grading_names_its_process(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    """What a checking process makes in the temporary folder while it grades (probing the
+    isolation level, writing the font list) carries its pid, so that the sweep can remove it
+    when the process is killed there."""
+    from grader.sandbox import fonts, isolation
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    made: list[str] = []
+    real = __import__("tempfile").TemporaryDirectory
+
+    def recording(*args, **kwargs):
+        folder = real(*args, **kwargs)
+        made.append(Path(folder.name).name)
+        return folder
+
+    monkeypatch.setattr("tempfile.TemporaryDirectory", recording)
+    assert isolation._try_level.__wrapped__("rlimits") is None
+    fonts.font_list.__wrapped__(("/usr/share/fonts",))
+    assert len(made) == 2
+    assert all(owner_pid(name) == os.getpid() for name in made), made

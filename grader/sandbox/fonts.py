@@ -35,7 +35,7 @@ def font_list(readable: tuple[str, ...], hidden: tuple[str, ...] = ()) -> str | 
     try:
         from matplotlib import font_manager
 
-        with tempfile.TemporaryDirectory(prefix="grader-fonts-") as folder:
+        with tempfile.TemporaryDirectory(prefix=f"grader-fonts-{os.getpid()}-") as folder:
             path = Path(folder, "fontlist.json")
             font_manager.json_dump(font_manager.fontManager, path)
             data = json.loads(path.read_text(encoding="utf-8"))

@@ -236,7 +236,7 @@ def _bubblewrap_problem() -> str:
 @functools.cache
 def _try_level(level: str, mode: str = "") -> str | None:
     """Run ``python -c 'pass'`` at ``level``; None when it works, else what went wrong."""
-    with tempfile.TemporaryDirectory(prefix="grader-probe-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"grader-probe-{os.getpid()}-") as tmp:
         scratch = Path(tmp)
         isolation = Isolation(level, (), mode)
         try:
