@@ -117,3 +117,27 @@ def test_every_temporary_folder_of_a_grading_names_its_process(tmp_path: Path,
     fonts.font_list.__wrapped__(("/usr/share/fonts",))
     assert len(made) == 2
     assert all(owner_pid(name) == os.getpid() for name in made), made
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the scratch goes to uid 65534 only under root")
+def test_a_probe_folder_stays_the_graders_for_the_sweep(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe gives its sandbox's scratch to uid 65534, but the pid-named folder around it
+    stays the grader's: the sweep removes only this user's entries."""
+    from grader.sandbox import isolation
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    owners: list[tuple[int | None, int, int]] = []
+    real = isolation._give_to_nobody
+
+    def giving(scratch: Path) -> None:
+        real(scratch)
+        (entry,) = tmp_path.iterdir()
+        owners.append((owner_pid(entry.name), entry.stat().st_uid, scratch.stat().st_uid))
+
+    mode = isolation._bubblewrap_mode()
+    if not mode:
+        pytest.skip("bubblewrap does not work here")
+    monkeypatch.setattr(isolation, "_give_to_nobody", giving)
+    assert isolation._try_level.__wrapped__("bubblewrap", mode) is None
+    assert owners == [(os.getpid(), os.geteuid(), isolation.NOBODY)]

@@ -237,7 +237,11 @@ def _bubblewrap_problem() -> str:
 def _try_level(level: str, mode: str = "") -> str | None:
     """Run ``python -c 'pass'`` at ``level``; None when it works, else what went wrong."""
     with tempfile.TemporaryDirectory(prefix=f"grader-probe-{os.getpid()}-") as tmp:
-        scratch = Path(tmp)
+        # The folder stays the grader's (0711, as a sandbox root), so that a sweep can remove
+        # it if this process is killed; only the scratch inside goes to the sandbox's user.
+        os.chmod(tmp, 0o711)
+        scratch = Path(tmp, "scratch")
+        scratch.mkdir()
         isolation = Isolation(level, (), mode)
         try:
             proc = spawn_sandboxed(
