@@ -38,13 +38,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-PREFIXES = ("grader-sbx-", "grader-ray-", "grader-job-", "grader-probe-", "grader-fonts-",
-            "grader-model-")
+_KINDS = ("sbx", "ray", "job", "probe", "fonts", "model")
+
+PREFIXES = tuple(f"grader-{kind}-" for kind in _KINDS)
 """Name prefixes of the grader's temporary entries; each is followed by ``<pid>-``."""
 
 MIN_AGE_SECONDS = 60.0
 
-_NAME = re.compile(r"^grader-(sbx|ray|job|probe|fonts|model)-(\d+)-.+$")
+_NAME = re.compile(rf"^grader-({'|'.join(_KINDS)})-(\d+)-.+$")
 
 
 def owner_pid(name: str) -> int | None:
