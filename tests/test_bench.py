@@ -168,3 +168,9 @@ def test_startup_reports_each_start_of_a_fresh_sandbox() -> None:
     assert report["median_s"] == pytest.approx(sum(report["starts"]) / 2)
     assert all(start > 0 for start in report["starts"])
     assert report["isolation"] in ("bubblewrap", "namespaces", "rlimits")
+    from grader.sandbox import forking
+    from grader.sandbox.isolation import detect_isolation, python_runtime_paths
+
+    forks = forking.usable(detect_isolation(None), python_runtime_paths())
+    assert report["workers"] == ("forked from a template" if forks else "started on their own")
+    assert report["median_after_first_s"] == report["starts"][1]

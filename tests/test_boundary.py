@@ -147,7 +147,9 @@ def test_a_load_that_timed_out_is_not_tried_again() -> None:
 
 def test_a_worker_that_dies_before_ready_is_the_graders_failure(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """E.g. the worker imported a decoy ``grader`` package, or cannot read the runtime."""
+    """E.g. the worker imported a decoy ``grader`` package, or cannot read the runtime. (A
+    worker started on its own: tests/test_template.py has a forked one's.)"""
+    monkeypatch.setenv("GRADER_SANDBOX_TEMPLATE", "0")
     decoy = "import sys; sys.stderr.write('ModuleNotFoundError: decoy grader'); sys.exit(1)"
     monkeypatch.setattr(WorkerClient, "worker_argv",
                         staticmethod(lambda scratch: [sys.executable, "-I", "-c", decoy]))

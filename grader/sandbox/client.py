@@ -30,6 +30,7 @@ from grader import codec
 from grader.errors import CallTimeout, RefusedValue, WorkerCrashed, WorkerUnavailable
 
 if TYPE_CHECKING:
+    from grader.sandbox.forking import ForkedWorker
     from grader.sandbox.isolation import Isolation, Limits
 
 READY_SECONDS = 120.0
@@ -79,7 +80,7 @@ class WorkerClient:
         """The running (or last) worker's scratch directory."""
         self.last_timeout = float(limits.call_seconds)
         """The time limit of the last request that ran past it."""
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: subprocess.Popen[bytes] | ForkedWorker | None = None
         self._drain: _OutputDrain | None = None
         self._inbox = bytearray()
         self._ready = False
@@ -94,19 +95,43 @@ class WorkerClient:
         return [sys.executable, "-I", "-m", "grader.sandbox.worker", str(scratch)]
 
     def start(self) -> None:
-        from grader.sandbox import fonts
-        from grader.sandbox.isolation import SYSTEM_TREES, python_runtime_paths, spawn_sandboxed
+        from grader.sandbox import forking
+        from grader.sandbox.isolation import python_runtime_paths, spawn_sandboxed
 
-        # A fresh, empty folder each time; the sandbox mounts its own capped tmpfs on it where
-        # the level allows, and this process never opens anything inside it.
-        self.scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=self.root))
-        os.chmod(self.scratch, 0o755)
+        readable = python_runtime_paths()
+        self._inbox = bytearray()
+        self._ready = False
+        # Forked from a template that imported the assignment's libraries once, where the
+        # isolation allows it; else started on its own.
+        forked = forking.fork_worker(key=self.settings()[1:], limits=self.limits,
+                                     isolation=self.isolation, readable=readable,
+                                     hidden=self.hidden, env_for=self._environment)
+        if forked is not None:
+            self.scratch = Path(forked.template.root, "template")
+            self._proc = forked
+        else:
+            # A fresh, empty folder each time; the sandbox mounts its own capped tmpfs on it
+            # where the level allows, and this process never opens anything inside it.
+            self.scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=self.root))
+            os.chmod(self.scratch, 0o755)
+            self._proc = spawn_sandboxed(self.worker_argv(self.scratch), scratch=self.scratch,
+                                         readable=readable, env=self._environment(self.scratch),
+                                         limits=self.limits, isolation=self.isolation,
+                                         hidden=self.hidden)
+        self._drain = _OutputDrain(self._proc.stderr, self.limits.output_bytes)
+        self._drain.start()
+
+    def _environment(self, scratch: Path) -> dict[str, str]:
+        """The worker's environment, for its scratch directory."""
+        from grader.sandbox import fonts
+        from grader.sandbox.isolation import SYSTEM_TREES, python_runtime_paths
+
         env = {
             "PATH": "/usr/bin:/bin",
-            "HOME": str(self.scratch),
+            "HOME": str(scratch),
             "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": str(self.scratch / ".mpl"),
-            "KERAS_HOME": str(self.scratch / ".keras"),
+            "MPLCONFIGDIR": str(scratch / ".mpl"),
+            "KERAS_HOME": str(scratch / ".keras"),
             "TF_CPP_MIN_LOG_LEVEL": "3",
             "CUDA_VISIBLE_DEVICES": "",
             "PYTHONHASHSEED": "0",
@@ -116,22 +141,14 @@ class WorkerClient:
             "TF_NUM_INTRAOP_THREADS": "1",
             "LANG": "C.UTF-8",
         }
-        readable = python_runtime_paths()
-        font_list = fonts.font_list(tuple(map(str, (*SYSTEM_TREES, *readable))),
+        font_list = fonts.font_list(tuple(map(str, (*SYSTEM_TREES, *python_runtime_paths()))),
                                     tuple(map(str, self.hidden)))
         if font_list is not None:
             env[fonts.VARIABLE] = font_list
         if self.preload:
             env["GRADER_PRELOAD"] = ",".join(self.preload)
             env["GRADER_PRELOAD_FORBIDDEN"] = ",".join(self.forbidden)
-        self._inbox = bytearray()
-        self._ready = False
-        self._proc = spawn_sandboxed(self.worker_argv(self.scratch), scratch=self.scratch,
-                                     readable=readable, env=env,
-                                     limits=self.limits, isolation=self.isolation,
-                                     hidden=self.hidden)
-        self._drain = _OutputDrain(self._proc.stderr, self.limits.output_bytes)
-        self._drain.start()
+        return env
 
     @property
     def alive(self) -> bool:

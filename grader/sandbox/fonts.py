@@ -70,11 +70,13 @@ def _readable(name: object, roots: tuple[Path, ...], masked: tuple[Path, ...]) -
             and not any(is_under(path, hidden) for hidden in masked))
 
 
-def install() -> None:
+def install(text: str | None = None) -> None:
     """In the worker, before any import of Matplotlib: take the list out of the environment
-    (the student's code does not see it) and write it where Matplotlib looks for it. Does
-    nothing where either is missing or the list is not one; Matplotlib then builds its own."""
-    text = os.environ.pop(VARIABLE, "")
+    (the student's code does not see it), or take ``text``, and write it where Matplotlib
+    looks for it. Does nothing where either is missing or the list is not one; Matplotlib then
+    builds its own."""
+    taken = os.environ.pop(VARIABLE, "")
+    text = taken if text is None else text
     folder = os.environ.get("MPLCONFIGDIR")
     if not text or not folder:
         return

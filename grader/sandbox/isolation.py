@@ -52,8 +52,12 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from grader.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from grader.sandbox.forking import ForkedWorker
 
 LEVELS = ("bubblewrap", "namespaces", "rlimits")
 """Isolation levels, strongest first."""
@@ -62,6 +66,14 @@ NOBODY = 65534
 """The unprivileged uid and gid sandboxed code runs as when the grader is root."""
 
 _PR_SET_PDEATHSIG = 1
+
+TEMPLATE_VARIABLE = "GRADER_SANDBOX_TEMPLATE"
+"""``0`` turns template sandboxes off (:mod:`grader.sandbox.forking`): every worker is then
+started on its own."""
+
+
+def templates_enabled() -> bool:
+    return os.environ.get(TEMPLATE_VARIABLE, "1") != "0"
 
 
 @dataclass(frozen=True)
@@ -321,6 +333,12 @@ def _describe(level: str, mode: str = "") -> list[str]:
                    [f"bubblewrap run as uid {NOBODY} in an unprivileged user namespace (root may "
                     "not create namespaces here: " + (_try_level("bubblewrap", "root") or "")
                     + ")"])
+            if mode == "root" and templates_enabled():
+                how.append("workers forked from a template sandbox that imported the "
+                           "assignment's libraries once (started on their own where it cannot "
+                           "start); a forked one gets new pid, mount, network, ipc and uts "
+                           "namespaces and its own scratch, /tmp, /dev/shm, /proc and /dev/pts "
+                           "before any student code")
             if mode == "unprivileged-shared-proc":
                 how.append("/proc: the container's, read-only (its runtime masks /proc, so no "
                            "fresh one can be mounted): the sandbox lists the container's "
@@ -506,15 +524,25 @@ def spawn_sandboxed(
     limits: Limits,
     isolation: Isolation,
     hidden: Sequence[Path] = (),
+    stdin: int | None = None,
+    template: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` confined at ``isolation.level``; stdin, stdout and stderr are pipes.
+    """Start ``argv`` confined at ``isolation.level``; stdin (unless given), stdout and stderr
+    are pipes.
 
     The child gets exactly ``env`` plus ``PWD`` (the scratch directory) and runs in
     ``scratch``, the only writable place besides a private /tmp where the level allows one.
     It can read ``readable`` and what the interpreter needs, cannot read ``hidden`` (covered
     where the level allows it), has no network, runs as an unprivileged uid when the grader is
     root, and lives in its own session. Stop it with :func:`kill_sandbox`.
+
+    ``template=True`` (bubblewrap run as root only) starts a template sandbox
+    (:mod:`grader.sandbox.template`): the same sandbox, but its program keeps root and its
+    capabilities inside it, without the resource limits, since it gives each worker it forks
+    the privilege drop and the limits itself. It runs no student code.
     """
+    if template and (isolation.level != "bubblewrap" or isolation.mode != "root"):
+        raise ConfigurationError("a template sandbox needs bubblewrap run as root")
     scratch = Path(os.path.abspath(scratch))
     readable_paths = _fold([Path(os.path.abspath(p)) for p in readable if os.path.exists(p)])
     hidden_paths = [Path(os.path.abspath(p)) for p in hidden]
@@ -526,7 +554,8 @@ def spawn_sandboxed(
         if isolation.level == "namespaces":
             return _spawn_namespaces(argv, layout, env, limits)
         return _spawn_bubblewrap(argv, layout, env, limits,
-                                 unprivileged=_is_root() and isolation.mode.startswith("unprivileged"))
+                                 unprivileged=_is_root() and isolation.mode.startswith("unprivileged"),
+                                 stdin=stdin, template=template)
     if isolation.level == "rlimits":
         return _spawn_rlimits(argv, scratch, env, limits)
     raise ConfigurationError(f"unknown isolation level {isolation.level!r}")
@@ -596,7 +625,8 @@ def die_with_parent() -> None:
 
 
 def _spawn_bubblewrap(argv: list[str], layout: RootLayout, env: Mapping[str, str],
-                      limits: Limits, *, unprivileged: bool = False) -> subprocess.Popen[bytes]:
+                      limits: Limits, *, unprivileged: bool = False, stdin: int | None = None,
+                      template: bool = False) -> subprocess.Popen[bytes]:
     bwrap = _tool("bwrap") or "bwrap"
     args = [
         "--unshare-net",
@@ -615,8 +645,8 @@ def _spawn_bubblewrap(argv: list[str], layout: RootLayout, env: Mapping[str, str
     args += [*layout_args, "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
-    command = [*_drop_argv(as_root=not unprivileged), *_userns_argv(), *_prlimit_argv(limits),
-               *argv]
+    command = argv if template else [*_drop_argv(as_root=not unprivileged), *_userns_argv(),
+                                     *_prlimit_argv(limits), *argv]
     outer = [bwrap]
     if unprivileged:
         # bwrap itself gives up root first, so the namespaces are an unprivileged user's.
@@ -630,7 +660,7 @@ def _spawn_bubblewrap(argv: list[str], layout: RootLayout, env: Mapping[str, str
     try:
         return subprocess.Popen(
             [*outer, "--args", str(args_fd), "--", *command],
-            stdin=subprocess.PIPE,
+            stdin=subprocess.PIPE if stdin is None else stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={},
@@ -826,15 +856,19 @@ def exit_signal(returncode: int | None, isolation: Isolation) -> signal.Signals 
 # Killing
 
 
-def kill_sandbox(proc: subprocess.Popen[bytes]) -> None:
+def kill_sandbox(proc: subprocess.Popen[bytes] | ForkedWorker) -> None:
     """Kill everything the sandbox started and reap ``proc``; safe to call twice.
 
     With bubblewrap or namespaces, killing the outer process tears down the pid namespace and
-    every process in it. At the rlimits level the process group and every descendant still
-    attached to the tree are stopped, then killed.
+    every process in it; so does killing a forked worker's pid 1
+    (:class:`~grader.sandbox.forking.ForkedWorker`). At the rlimits level the process group and
+    every descendant still attached to the tree are stopped, then killed.
     """
     if proc.returncode is None:
-        _kill_tree(proc.pid)
+        if isinstance(proc, subprocess.Popen):
+            _kill_tree(proc.pid)
+        else:
+            proc.kill()
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:  # pragma: no cover - the kernel should not let this happen

@@ -180,19 +180,32 @@ def _preload() -> None:
 
 
 def main() -> None:
-    from grader.codec import read_message
-
     scratch = Path(sys.argv[1])
+    requests, replies = _take_protocol_streams()
+    os.chdir(scratch)
+    fonts.install()  # before anything imports Matplotlib
+    _preload()
+    serve(scratch, requests, replies)
+
+
+def _take_protocol_streams() -> tuple[BinaryIO, BinaryIO]:
+    """Private copies of stdin and stdout for the protocol; the student's code then sees stdin
+    as /dev/null, and its prints go to stderr."""
     requests = os.fdopen(os.dup(0), "rb")
     replies = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
+    os.close(devnull)
     os.dup2(2, 1)
     sys.stdin = open(0, closefd=False)  # noqa: SIM115
     sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115
-    os.chdir(scratch)
-    fonts.install()  # before anything imports Matplotlib
-    _preload()
+    return requests, replies
+
+
+def serve(scratch: Path, requests: BinaryIO, replies: BinaryIO) -> None:
+    """Say ``ready``, then answer requests until stdin closes."""
+    from grader.codec import read_message
+
     worker = Worker(scratch, replies)
     worker.reply({"ready": True})
     while (message := read_message(requests, "a request")) is not None:
