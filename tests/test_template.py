@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import nbformat
 import psutil
 import pytest
 
+import grader
 from grader.course import load_assignment
 from grader.errors import WorkerCrashed
 from grader.extract import extract_answer_code
@@ -97,6 +99,12 @@ def look():
         seen["etc"] = type(exc).__name__
     return json.dumps(seen)
 
+def listing(folder):
+    try:
+        return json.dumps(sorted(os.listdir(folder)))
+    except OSError as exc:
+        return json.dumps(type(exc).__name__)
+
 def leave_a_stubborn_child():
     if os.fork() == 0:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -114,10 +122,12 @@ def segfault():
 '''
 
 
-def _submission(source: str = STUDENT, call_seconds: float = 30.0) -> SandboxSubmission:
+def _submission(source: str = STUDENT, call_seconds: float = 30.0,
+                hidden: tuple[Path, ...] = ()) -> SandboxSubmission:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
     return SandboxSubmission(extract_answer_code(nb), load_assignment("backprop"),
-                             limits=Limits(call_seconds=call_seconds), isolation=ISOLATION)
+                             limits=Limits(call_seconds=call_seconds), isolation=ISOLATION,
+                             hidden=hidden)
 
 
 def _call_json(submission: SandboxSubmission, function: str) -> dict:
@@ -264,3 +274,27 @@ def test_templates_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         submission.close()
     assert (facts["pid"], facts["uid"]) == (2, ["65534"] * 4)
+
+
+def test_one_template_serves_submissions_whose_sandboxes_have_the_same_root(
+        tmp_path: Path) -> None:
+    """Each submission hides its own folders, which no sandbox sees anyway: they share one
+    template. A hidden path inside what the sandbox reads changes its root: another template,
+    where that path is covered."""
+    inside = Path(grader.__file__).parent / "templates"
+    assert inside.is_dir()
+    workers = []
+    seen = []
+    try:
+        for hidden in ((tmp_path / "a", tmp_path / "out-a"), (tmp_path / "b",),
+                       (tmp_path / "c", inside)):
+            submission = _submission(hidden=hidden)
+            workers.append(submission)
+            seen.append(json.loads(submission.call("listing", str(inside))))
+        templates = [w._worker._proc.template for w in workers]
+    finally:
+        for submission in workers:
+            submission.close()
+    assert templates[0] is templates[1] and templates[2] is not templates[0]
+    assert seen[0] == seen[1] == sorted(p.name for p in inside.iterdir())
+    assert seen[2] == "PermissionError"

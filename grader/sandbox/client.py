@@ -103,9 +103,10 @@ class WorkerClient:
         self._ready = False
         # Forked from a template that imported the assignment's libraries once, where the
         # isolation allows it; else started on its own.
-        forked = forking.fork_worker(key=self.settings()[1:], limits=self.limits,
-                                     isolation=self.isolation, readable=readable,
-                                     hidden=self.hidden, env_for=self._environment)
+        forked = forking.fork_worker(limits=self.limits, isolation=self.isolation,
+                                     readable=readable, hidden=self.hidden,
+                                     preload=self.preload, forbidden=self.forbidden,
+                                     env_for=self._environment)
         if forked is not None:
             self.scratch = Path(forked.template.root, "template")
             self._proc = forked
@@ -121,11 +122,14 @@ class WorkerClient:
         self._drain = _OutputDrain(self._proc.stderr, self.limits.output_bytes)
         self._drain.start()
 
-    def _environment(self, scratch: Path) -> dict[str, str]:
-        """The worker's environment, for its scratch directory."""
+    def _environment(self, scratch: Path, hidden: tuple[Path, ...] | None = None
+                     ) -> dict[str, str]:
+        """The worker's environment, for its scratch directory (and ``hidden``, where not this
+        client's own)."""
         from grader.sandbox import fonts
         from grader.sandbox.isolation import SYSTEM_TREES, python_runtime_paths
 
+        hidden = self.hidden if hidden is None else hidden
         env = {
             "PATH": "/usr/bin:/bin",
             "HOME": str(scratch),
@@ -142,7 +146,7 @@ class WorkerClient:
             "LANG": "C.UTF-8",
         }
         font_list = fonts.font_list(tuple(map(str, (*SYSTEM_TREES, *python_runtime_paths()))),
-                                    tuple(map(str, self.hidden)))
+                                    tuple(map(str, hidden)))
         if font_list is not None:
             env[fonts.VARIABLE] = font_list
         if self.preload:

@@ -214,16 +214,26 @@ _broken: set[tuple[object, ...]] = set()
 _lock = threading.Lock()
 
 
-def fork_worker(*, key: tuple[object, ...], limits: Limits, isolation: Isolation,
-                readable: Sequence[Path], hidden: Sequence[Path],
-                env_for: Callable[[Path], Mapping[str, str]]) -> ForkedWorker | None:
-    """A worker forked from the template for ``key`` (started on first use), or None where
-    templates are not used or this one failed (the caller then starts the worker on its own).
+def fork_worker(*, limits: Limits, isolation: Isolation, readable: Sequence[Path],
+                hidden: Sequence[Path], preload: tuple[str, ...], forbidden: tuple[str, ...],
+                env_for: Callable[[Path, tuple[Path, ...]], Mapping[str, str]]
+                ) -> ForkedWorker | None:
+    """A worker forked from the template for these settings (started on first use), or None
+    where templates are not used or this one failed (the caller then starts the worker on its
+    own).
 
-    ``env_for(scratch)`` is the worker's environment for a scratch directory: the template is
-    started with it, and its workers inherit it."""
+    One template serves every worker whose sandbox would have the same root: the hidden paths
+    that change the root layout (:func:`~grader.sandbox.isolation.hidden_in_layout`; another
+    submission's own folders are out of sight either way), the same preloaded modules and
+    forbidden imports, the same isolation. ``env_for(scratch, hidden)`` is the worker's
+    environment for a scratch directory: the template is started with it, and its workers
+    inherit it."""
     if not usable(isolation, readable):
         return None
+    from grader.sandbox.isolation import hidden_in_layout
+
+    hidden = hidden_in_layout(readable, hidden)
+    key = (isolation, tuple(map(str, readable)), hidden, preload, forbidden)
     with _lock:
         if key in _broken:
             return None
@@ -263,7 +273,8 @@ def _evict() -> None:
 
 
 def _start(limits: Limits, isolation: Isolation, readable: Sequence[Path],
-           hidden: Sequence[Path], env_for: Callable[[Path], Mapping[str, str]]) -> _Template:
+           hidden: tuple[Path, ...],
+           env_for: Callable[[Path, tuple[Path, ...]], Mapping[str, str]]) -> _Template:
     from grader.sandbox.isolation import _own_user_namespace, spawn_sandboxed
 
     root = Path(tempfile.mkdtemp(prefix=f"grader-sbx-{os.getpid()}-"))
@@ -275,7 +286,8 @@ def _start(limits: Limits, isolation: Isolation, readable: Sequence[Path],
     argv = [sys.executable, "-I", "-m", TEMPLATE_MODULE, str(scratch), settings]
 
     def start(control: socket.socket) -> subprocess.Popen[bytes]:
-        return spawn_sandboxed(argv, scratch=scratch, readable=readable, env=env_for(scratch),
+        return spawn_sandboxed(argv, scratch=scratch, readable=readable,
+                               env=env_for(scratch, hidden),
                                limits=limits, isolation=isolation, hidden=hidden,
                                stdin=control.fileno(), template=True)
 

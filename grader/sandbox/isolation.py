@@ -464,6 +464,18 @@ def root_layout(scratch: Path, readable: Sequence[Path], hidden: Sequence[Path],
     return RootLayout(tuple(mounts), workdir=scratch)
 
 
+def hidden_in_layout(readable: Sequence[Path], hidden: Sequence[Path]) -> tuple[Path, ...]:
+    """The ``hidden`` paths that change :func:`root_layout` for ``readable``: those under a path
+    the layout binds (masked there) or above one (whose bind is left out). Any other hidden
+    path is out of the sandbox's sight anyway; two sets with the same paths here give the same
+    root."""
+    requested = [*(Path(tree) for tree in SYSTEM_TREES), *map(Path, _SYSTEM_FILES),
+                 *(Path(os.path.abspath(p)) for p in readable)]
+    return tuple(sorted({Path(os.path.abspath(h)) for h in hidden
+                         if any(is_under(Path(os.path.abspath(h)), r) or
+                                is_under(r, Path(os.path.abspath(h))) for r in requested)}))
+
+
 def _bubblewrap_layout_args(layout: RootLayout) -> tuple[list[str], list[int]]:
     """The layout as bubblewrap options, and the file descriptors they name (the caller
     passes them to bwrap and closes them)."""
