@@ -227,7 +227,12 @@ class SandboxSubmission(Submission):
         if self._remaining() <= 0:
             raise self._out_of_time(what)
         timeout = min(self.limits.call_seconds, self._remaining())
-        return self._worker.send(payload, what, blobs or [], timeout), timeout
+        try:
+            return self._worker.send(payload, what, blobs or [], timeout), timeout
+        except WorkerUnavailable as error:  # e.g. the template it was forked from ended
+            self._broken = error
+            self.grader_errors.append(error.detail)
+            raise
 
     def _receive(self, what: str, started: float, timeout: float, answers: int | str
                  ) -> tuple[dict[str, Any], list[bytes]]:

@@ -20,7 +20,7 @@ import pytest
 
 import grader
 from grader.course import load_assignment
-from grader.errors import WorkerCrashed
+from grader.errors import GRADER_FAILED, WorkerCrashed, WorkerUnavailable
 from grader.extract import extract_answer_code
 from grader.sandbox import forking
 from grader.sandbox.forking import ForkedWorker
@@ -260,9 +260,60 @@ def test_a_template_that_cannot_start_is_not_used(monkeypatch: pytest.MonkeyPatc
             submission.close()
     assert forking._templates == {}
     err = capfd.readouterr().err
-    # said once, and not tried again for the second submission
+    # said once, with the template's own error, and not tried again for the second submission
     assert err.count("grader: a template sandbox could not start (its first message was not "
-                     "'ready'); each worker is started on its own") == 1
+                     "'ready'; its stderr: ") == 1
+    assert "No module named grader.sandbox.no_such_module); each worker is started on its " \
+           "own" in err
+
+
+def test_a_template_whose_forks_cannot_start_is_not_used(
+        monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """The template forks one worker and waits for its ready line before any student's: here
+    a memory limit no Python can start under."""
+    monkeypatch.setattr(forking, "_templates", {})
+    monkeypatch.setattr(forking, "_broken", set())
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(STUDENT)])
+    submission = SandboxSubmission(extract_answer_code(nb), load_assignment("backprop"),
+                                   limits=Limits(call_seconds=30.0, memory_bytes=2**20),
+                                   isolation=ISOLATION)
+    try:
+        with pytest.raises(WorkerUnavailable):  # started on its own, it fails too
+            submission.call("sigmoid", 0.0)
+        assert isinstance(submission._worker._proc, subprocess.Popen | None)
+    finally:
+        submission.close()
+    assert forking._templates == {}
+    err = capfd.readouterr().err
+    assert "grader: a template sandbox could not start (a worker forked from it did not " \
+           "start: " in err
+
+
+def test_a_template_that_ends_under_a_worker_is_the_graders_failure() -> None:
+    submission = _submission()
+    try:
+        assert submission.call("sigmoid", 0.0) == 0.5
+        worker = submission._worker._proc
+        assert isinstance(worker, ForkedWorker)
+        (template,) = [p for p in _template_descendants(worker) if p.uids().real == 0
+                       and p.ppid() not in {q.pid for q in _template_descendants(worker)}]
+        template.kill()
+        template.wait(timeout=10)
+        assert worker.template.proc is not None
+        worker.template.proc.wait(timeout=10)  # bubblewrap, as the template's sandbox ends
+        with pytest.raises(WorkerUnavailable) as lost:
+            submission.call("sigmoid", 0.0)
+    finally:
+        submission.close()
+    assert str(lost.value) == GRADER_FAILED
+    assert "the template sandbox this worker was forked from ended" in lost.value.detail
+    assert submission.grader_errors
+    again = _submission()  # a new template
+    try:
+        assert again.call("sigmoid", 0.0) == 0.5
+        assert again._worker._proc.template is not worker.template
+    finally:
+        again.close()
 
 
 def test_templates_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -218,8 +218,16 @@ class WorkerClient:
             f"{what}: did not finish within {timeout:.0f} s — look for an infinite loop, a "
             "blocking call (input(), sleep, network) or a very slow computation")
 
-    def _crashed(self, what: str) -> WorkerCrashed:
+    def _crashed(self, what: str) -> WorkerCrashed | WorkerUnavailable:
         reason = self._exit_reason()
+        if getattr(self._proc, "template_lost", False):
+            # The template sandbox it was forked from ended, and the worker with it: the
+            # grader's failure, never the student's.
+            stderr = bytes(self._drain.kept[-4000:]).decode(errors="replace") if self._drain else ""
+            self.kill()
+            return WorkerUnavailable(f"{what}: the template sandbox this worker was forked from "
+                                     f"ended (isolation {self.isolation.level}); the worker's "
+                                     f"stderr:\n{stderr}")
         if "memory" in reason:
             self._hit("memory")
         self.kill()

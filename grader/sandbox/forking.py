@@ -72,6 +72,8 @@ class ForkedWorker:
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
         self._status = status
         self.returncode: int | None = None
+        self.template_lost = False
+        """Whether the worker ended because its template did (not the student's doing)."""
 
     def poll(self) -> int | None:
         if self.returncode is None and select.select([self._status], [], [], 0)[0]:
@@ -89,9 +91,10 @@ class ForkedWorker:
     def _read_status(self) -> None:
         try:
             text = os.read(self._status, 64)
-            code = int(text) if text else 128 + signal.SIGKILL  # the template is gone
-        except (OSError, ValueError):
+            code = int(text)
+        except (OSError, ValueError):  # no status: the template ended, and the worker with it
             code = 128 + signal.SIGKILL
+            self.template_lost = True
         self.returncode = code
         os.close(self._status)
         self.template.ended()
@@ -101,12 +104,24 @@ class ForkedWorker:
             self.template.kill(self.namespace_pid)
 
 
+def _close_streams(worker: ForkedWorker) -> None:
+    for stream in (worker.stdin, worker.stdout, worker.stderr):
+        try:
+            stream.close()
+        except OSError:
+            pass
+
+
 class _Template:
     """One template sandbox and the thread that started it."""
 
+    STDERR_BYTES = 8192
+    """How much of the template's stderr is kept (the end), for staff."""
+
     def __init__(self, start: Callable[[socket.socket], subprocess.Popen[bytes]],
-                 root: Path) -> None:
+                 root: Path, limits: Limits) -> None:
         self.root = root
+        self.stderr = bytearray()
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.lock = threading.Lock()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -126,7 +141,9 @@ class _Template:
                 theirs.close()
                 started.set()
             # This thread lives as long as the template: the sandbox dies with it.
-            self.stderr = self.proc.stderr.read() if self.proc.stderr else b""
+            assert self.proc.stderr is not None
+            while chunk := os.read(self.proc.stderr.fileno(), 65536):
+                self.stderr = (self.stderr + chunk)[-self.STDERR_BYTES:]
             self.proc.wait()
 
         self.thread = threading.Thread(target=run, name="grader-template", daemon=True)
@@ -136,9 +153,56 @@ class _Template:
             raise TemplateUnavailable(self.error)
         from grader.sandbox.client import READY_SECONDS
 
-        if self._receive(READY_SECONDS) != b"ready":
+        try:
+            if self._receive(READY_SECONDS) != b"ready":
+                raise TemplateUnavailable("its first message was not 'ready'" + self._stderr())
+            self._probe(limits)
+        except BaseException:
             self.close()
-            raise TemplateUnavailable("its first message was not 'ready'")
+            raise
+
+    def _stderr(self) -> str:
+        """The end of the template's stderr, once it has ended (else nothing)."""
+        if self.proc is None or self.proc.poll() is None:
+            return ""
+        self.thread.join(timeout=5)
+        text = bytes(self.stderr).decode(errors="replace").strip()
+        return f"; its stderr: {text[-2000:]}" if text else ""
+
+    def _probe(self, limits: Limits) -> None:
+        """Fork one worker and wait for its ``ready`` line: a host where a fork cannot confine
+        itself (a mount, a namespace refused) is found here, before any student's worker."""
+        from grader.sandbox.client import READY_SECONDS
+
+        probe = self.fork(limits)
+        line, err = b"", ""
+        try:
+            fd = probe.stdout.fileno()
+            deadline = time.monotonic() + READY_SECONDS
+            while b"\n" not in line and len(line) < 65536:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    break
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                line += chunk
+            try:
+                ready = json.loads(line.split(b"\n")[0]).get("ready") is True
+            except (ValueError, AttributeError):
+                ready = False
+            probe.kill()
+            probe.wait(REPLY_SECONDS)
+            if not ready:
+                os.set_blocking(probe.stderr.fileno(), False)
+                err = (probe.stderr.read() or b"")[-2000:].decode(errors="replace").strip()
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            ready, err = False, str(exc)
+        finally:
+            probe.kill()
+            _close_streams(probe)
+        if not ready:
+            raise TemplateUnavailable(f"a worker forked from it did not start: {err or line!r}")
 
     def _receive(self, timeout: float) -> bytes:
         if not select.select([self.control], [], [], timeout)[0]:
@@ -292,7 +356,7 @@ def _start(limits: Limits, isolation: Isolation, readable: Sequence[Path],
                                stdin=control.fileno(), template=True)
 
     try:
-        return _Template(start, root)
+        return _Template(start, root, limits)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise

@@ -366,8 +366,9 @@ def main() -> None:
     # Each worker writes the font list again into its own (new) scratch.
     settings["font_list"] = os.environ.get(fonts.VARIABLE, "")
     control = socket.socket(fileno=os.dup(0))
-    devnull = os.open(os.devnull, os.O_RDONLY)
+    devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
+    os.dup2(devnull, 1)  # nothing reads the template's stdout
     os.close(devnull)
     os.chdir(scratch)
     fonts.install()
