@@ -174,3 +174,25 @@ def test_startup_reports_each_start_of_a_fresh_sandbox() -> None:
     forks = forking.usable(detect_isolation(None), python_runtime_paths())
     assert report["workers"] == ("forked from a template" if forks else "started on their own")
     assert report["median_after_first_s"] == report["starts"][1]
+
+
+def test_tree_memory_counts_a_page_shared_with_a_fork_once_as_pss() -> None:
+    """A parent holding about 320 MB forks a child that shares those pages: summed RSS counts
+    them twice, PSS once."""
+    code = ("import os, time, numpy; a = numpy.ones(40_000_000); pid = os.fork(); "
+            "time.sleep(2.5); os._exit(0) if pid == 0 else os.waitpid(pid, 0)")
+    got = subprocess.run([sys.executable, str(ROOT / "bench" / "tree_memory.py"),
+                          sys.executable, "-c", code],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert got.returncode == 0, got.stderr[-2000:]
+    report = json.loads(got.stdout.strip().splitlines()[-1])
+    assert report["returncode"] == 0
+    assert 300 <= report["peak_tree_pss_mb"] <= 450, report
+    assert report["peak_tree_rss_mb"] >= 1.7 * report["peak_tree_pss_mb"], report
+
+
+def test_tree_memory_without_a_command_says_how_to_call_it() -> None:
+    got = subprocess.run([sys.executable, str(ROOT / "bench" / "tree_memory.py")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert got.returncode == 2
+    assert got.stderr == "usage: bench/tree_memory.py COMMAND [ARGUMENT...]\n"
