@@ -349,3 +349,25 @@ def test_one_template_serves_submissions_whose_sandboxes_have_the_same_root(
     assert templates[0] is templates[1] and templates[2] is not templates[0]
     assert seen[0] == seen[1] == sorted(p.name for p in inside.iterdir())
     assert seen[2] == "PermissionError"
+
+
+def test_a_reply_left_unread_is_never_taken_for_another_requests() -> None:
+    """A thread interrupted (the checking process's own limit) after it sent a request and
+    before it read the reply leaves that reply in the socket: the next request skips it."""
+    first = _submission()
+    try:
+        assert first.call("sigmoid", 0.0) == 0.5
+        worker = first._worker._proc
+        assert isinstance(worker, ForkedWorker)
+        template = worker.template
+        with template.lock:  # a request whose reply nobody reads
+            template.control.send(b"kill " + template._number() + b" 1")
+    finally:
+        first.close()  # its kill request reads past the unread reply
+    assert worker.returncode == 128 + 9
+    second = _submission()
+    try:
+        assert _call_json(second, "facts")["pid"] == 2
+        assert second._worker._proc.template is template
+    finally:
+        second.close()

@@ -128,6 +128,7 @@ class _Template:
         self.error = ""
         self.live = 0
         """Workers forked and not yet seen to end."""
+        self.requests = 0
         self.used = time.monotonic()
         started = threading.Event()
 
@@ -213,10 +214,10 @@ class _Template:
             raise TemplateUnavailable(f"its socket failed: {exc}") from None
 
     def fork(self, limits: Limits) -> ForkedWorker:
-        request = json.dumps({"memory_bytes": limits.memory_bytes,
-                              "processes": limits.processes,
-                              "file_bytes": limits.file_bytes,
-                              "scratch_bytes": limits.scratch_bytes}).encode()
+        limits_json = json.dumps({"memory_bytes": limits.memory_bytes,
+                                  "processes": limits.processes,
+                                  "file_bytes": limits.file_bytes,
+                                  "scratch_bytes": limits.scratch_bytes}).encode()
         stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
         stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
         stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
@@ -226,11 +227,15 @@ class _Template:
         try:
             with self.lock:
                 self.used = time.monotonic()
+                number = self._number()
                 try:
-                    socket.send_fds(self.control, [b"fork " + request], list(theirs))
+                    socket.send_fds(self.control, [b"fork " + number + b" " + limits_json],
+                                    list(theirs))
                 except OSError as exc:
                     raise TemplateUnavailable(f"its socket failed: {exc}") from None
-                reply = self._receive(REPLY_SECONDS)
+                reply = self._reply_to(number)
+                if reply.startswith(b"pid "):
+                    self.live += 1
         except BaseException:
             for fd in ours:
                 os.close(fd)
@@ -242,17 +247,31 @@ class _Template:
             for fd in ours:
                 os.close(fd)
             raise TemplateUnavailable(reply.decode(errors="replace")[:500] or "no reply")
-        self.live += 1
         return ForkedWorker(self, int(reply[4:]), open(stdin_w, "wb"),  # noqa: SIM115
                             open(stdout_r, "rb"), open(stderr_r, "rb"), status_r)  # noqa: SIM115
 
     def kill(self, pid: int) -> None:
         with self.lock:
+            number = self._number()
             try:
-                self.control.send(f"kill {pid}".encode())
-                self._receive(REPLY_SECONDS)
+                self.control.send(b"kill " + number + f" {pid}".encode())
+                self._reply_to(number)
             except (OSError, TemplateUnavailable):
                 self.close()  # ending the template ends every worker it forked
+
+    def _number(self) -> bytes:
+        self.requests += 1
+        return str(self.requests).encode()
+
+    def _reply_to(self, number: bytes) -> bytes:
+        """The reply to request ``number``, without it. A reply to an earlier request, left
+        unread when an exception interrupted this thread while it waited, is skipped."""
+        deadline = time.monotonic() + REPLY_SECONDS
+        while True:
+            reply = self._receive(max(deadline - time.monotonic(), 0.0))
+            answered, _, rest = reply.partition(b" ")
+            if answered == number:
+                return rest
 
     def ended(self) -> None:
         """One of its workers was seen to end (or was killed)."""
@@ -275,6 +294,8 @@ class _Template:
 
 _templates: dict[tuple[object, ...], _Template] = {}
 _broken: set[tuple[object, ...]] = set()
+_retired: list[_Template] = []
+"""Templates no longer used that still had live workers when they failed."""
 _lock = threading.Lock()
 
 
@@ -322,7 +343,10 @@ def fork_worker(*, limits: Limits, isolation: Isolation, readable: Sequence[Path
             if _templates.get(key) is template:
                 del _templates[key]
             _broken.add(key)
-        template.close()
+            if template.live:
+                _retired.append(template)  # its workers go on; ended with the process
+            else:
+                template.close()
         _report(f"a template sandbox stopped working ({exc}); each worker is started on its own")
         return None
 
@@ -372,3 +396,5 @@ def close_all() -> None:
     with _lock:
         while _templates:
             _templates.popitem()[1].close()
+        while _retired:
+            _retired.pop().close()

@@ -23,9 +23,10 @@ runs only this module: it reads requests from the checking process on a Unix soc
 stdin), never from a worker. It is single-threaded when it forks (TensorFlow starts no thread
 on import), so the fork copies no lock held by another thread.
 
-Requests (one datagram each, the checking process's only): ``fork`` with four file descriptors
-(the worker's stdin, stdout and stderr, and a pipe that gets its exit status) and the limits as
-JSON; ``kill PID``. Replies: ``pid PID``, ``ok`` or ``error WHY``. The exit status, written
+Requests (one datagram each, the checking process's only), each with a number its reply
+repeats: ``fork N LIMITS`` with four file descriptors (the worker's stdin, stdout and stderr,
+and a pipe that gets its exit status), the limits as JSON; ``kill N PID``. Replies: ``N pid
+PID``, ``N ok`` or ``N error WHY``. The exit status, written
 when the worker's pid 1 has been reaped, is the worker's exit code, or 128 + N for a signal N
 (as bubblewrap reports it).
 """
@@ -299,31 +300,37 @@ class Template:
                 os.close(fd)
 
     def handle(self, message: bytes, fds: list[int]) -> bytes:
-        if message.startswith(b"fork ") and len(fds) == 4:
+        """The reply to one request, which starts with its kind and a number that the reply
+        repeats (``fork N LIMITS`` with four descriptors, ``kill N PID``)."""
+        kind, _, rest = message.partition(b" ")
+        number, _, argument = rest.partition(b" ")
+        if not number.isdigit():
+            number = b"0"
+        if kind == b"fork" and len(fds) == 4:
             try:
-                limits = json.loads(message[5:])
+                limits = json.loads(argument)
                 pid = self.fork(fds, {key: int(limits[key]) for key in
                                       ("memory_bytes", "processes", "file_bytes",
                                        "scratch_bytes")})
             except (SetupError, OSError, ValueError, KeyError, TypeError) as exc:
                 os.close(fds[3])
-                return f"error {exc}".encode()[:1000]
+                return number + f" error {exc}".encode()[:1000]
             finally:
                 for fd in fds[:3]:
                     os.close(fd)
             self.children[pid] = fds[3]
-            return f"pid {pid}".encode()
+            return number + f" pid {pid}".encode()
         for fd in fds:
             os.close(fd)
-        if message.startswith(b"kill "):
+        if kind == b"kill":
             try:
-                pid = int(message[5:])
+                pid = int(argument)
             except ValueError:
-                return b"error not a pid"
+                return number + b" error not a pid"
             if pid in self.children:  # never a pid this template did not fork and reap
                 os.kill(pid, signal.SIGKILL)
-            return b"ok"
-        return b"error unknown request"
+            return number + b" ok"
+        return number + b" error unknown request"
 
     def serve(self) -> None:
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
