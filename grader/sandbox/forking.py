@@ -29,7 +29,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from grader.sandbox.isolation import Isolation, Limits, is_under, templates_enabled
+from grader.sandbox.isolation import (
+    PRIVATE_TMPFS,
+    Isolation,
+    Limits,
+    is_under,
+    templates_enabled,
+)
 
 TEMPLATE_MODULE = "grader.sandbox.template"
 """What the template sandbox runs."""
@@ -40,9 +46,6 @@ MAX_TEMPLATES = 4
 REPLY_SECONDS = 30.0
 """How long the template may take to answer a request (a fork takes milliseconds)."""
 
-_PRIVATE_MOUNTS = (Path("/tmp"), Path("/dev/shm"))
-"""Each forked worker mounts its own empty tmpfs on these."""
-
 
 def usable(isolation: Isolation, readable: Sequence[Path]) -> bool:
     """Whether workers at ``isolation`` may be forked from a template: bubblewrap run as root
@@ -52,7 +55,7 @@ def usable(isolation: Isolation, readable: Sequence[Path]) -> bool:
     if not templates_enabled() or isolation.level != "bubblewrap" or isolation.mode != "root":
         return False
     return not any(is_under(Path(path), private) for path in readable
-                   for private in _PRIVATE_MOUNTS)
+                   for private, _ in PRIVATE_TMPFS)
 
 
 class TemplateUnavailable(Exception):
@@ -163,8 +166,13 @@ class _Template:
             raise
 
     def _stderr(self) -> str:
-        """The end of the template's stderr, once it has ended (else nothing)."""
-        if self.proc is None or self.proc.poll() is None:
+        """The end of the template's stderr, once it has ended (waiting a few seconds for
+        that; else nothing)."""
+        if self.proc is None:
+            return ""
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
             return ""
         self.thread.join(timeout=5)
         text = bytes(self.stderr).decode(errors="replace").strip()
@@ -370,7 +378,8 @@ def _start(limits: Limits, isolation: Isolation, readable: Sequence[Path],
     scratch = root / "template"
     scratch.mkdir()
     os.chmod(scratch, 0o755)
-    settings = json.dumps({"own_user_namespace": _own_user_namespace()})
+    settings = json.dumps({"own_user_namespace": _own_user_namespace(),
+                           "private_tmpfs": [[str(target), size] for target, size in PRIVATE_TMPFS]})
     argv = [sys.executable, "-I", "-m", TEMPLATE_MODULE, str(scratch), settings]
 
     def start(control: socket.socket) -> subprocess.Popen[bytes]:

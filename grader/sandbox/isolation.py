@@ -161,6 +161,9 @@ _SYSTEM_FILES = (
     "/etc/fonts",
     "/sys/devices/system/cpu",
 )
+PRIVATE_TMPFS = ((Path("/dev/shm"), 64 * 2**20), (Path("/tmp"), 256 * 2**20))
+"""The sandbox's private, empty, writable tmpfs mounts (mode 1777) and their sizes."""
+
 # Minimal account files so that libraries asking "who am I" get an answer.
 _PASSWD = (
     "root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
@@ -458,8 +461,7 @@ def root_layout(scratch: Path, readable: Sequence[Path], hidden: Sequence[Path],
         Mount("file", Path("/etc/group"), source=_GROUP, mode=0o644),
         Mount("proc", Path("/proc"), source="/proc" if shared_proc else ""),
         Mount("dev", Path("/dev")),
-        Mount("tmpfs", Path("/dev/shm"), mode=0o1777, size=64 * 2**20),
-        Mount("tmpfs", Path("/tmp"), mode=0o1777, size=256 * 2**20),
+        *(Mount("tmpfs", target, mode=0o1777, size=size) for target, size in PRIVATE_TMPFS),
     ]
     return RootLayout(tuple(mounts), workdir=scratch)
 

@@ -110,8 +110,8 @@ def _confine_namespaces(settings: dict[str, Any]) -> None:
     _libc.unshare(ctypes.c_int(CLONE_NEWCGROUP))  # where the kernel has them, as bwrap tries
     _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
     tmpfs = MS_NOSUID | MS_NODEV
-    _mount("sandbox-tmp", "/tmp", "tmpfs", tmpfs, "size=268435456,mode=1777")
-    _mount("sandbox-shm", "/dev/shm", "tmpfs", tmpfs, "size=67108864,mode=1777")
+    for target, size in settings["private_tmpfs"]:  # /tmp and /dev/shm, as in the layout
+        _mount("sandbox-private", str(target), "tmpfs", tmpfs, f"size={int(size)},mode=1777")
     # The scratch directory may lie under /tmp: its folders are made again in the new one,
     # world-searchable, as bubblewrap makes them for a sandbox.
     scratch = Path(settings["scratch"])
