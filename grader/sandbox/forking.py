@@ -29,13 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from grader.sandbox.isolation import (
-    PRIVATE_TMPFS,
-    Isolation,
-    Limits,
-    is_under,
-    templates_enabled,
-)
+from grader.sandbox.isolation import PRIVATE_TMPFS, Isolation, Limits, templates_usable
 
 TEMPLATE_MODULE = "grader.sandbox.template"
 """What the template sandbox runs."""
@@ -48,14 +42,9 @@ REPLY_SECONDS = 30.0
 
 
 def usable(isolation: Isolation, readable: Sequence[Path]) -> bool:
-    """Whether workers at ``isolation`` may be forked from a template: bubblewrap run as root
-    (the template needs root in its sandbox to make each worker's namespaces and mounts), and
-    nothing the sandbox reads lies under /tmp or /dev/shm, which each worker covers with its
-    own tmpfs."""
-    if not templates_enabled() or isolation.level != "bubblewrap" or isolation.mode != "root":
-        return False
-    return not any(is_under(Path(path), private) for path in readable
-                   for private, _ in PRIVATE_TMPFS)
+    """Whether workers at ``isolation`` that read ``readable`` may be forked from a template
+    (:func:`~grader.sandbox.isolation.templates_usable`)."""
+    return templates_usable(isolation.level, isolation.mode, readable)
 
 
 class TemplateUnavailable(Exception):

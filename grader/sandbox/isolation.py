@@ -76,6 +76,17 @@ def templates_enabled() -> bool:
     return os.environ.get(TEMPLATE_VARIABLE, "1") != "0"
 
 
+def templates_usable(level: str, mode: str, readable: Sequence[Path]) -> bool:
+    """Whether workers may be forked from a template sandbox (:mod:`grader.sandbox.forking`):
+    turned on, bubblewrap run as root (the template needs root in its sandbox to make each
+    worker's namespaces and mounts), and nothing the sandbox reads under /tmp or /dev/shm,
+    which each worker covers with its own tmpfs."""
+    if not templates_enabled() or level != "bubblewrap" or mode != "root":
+        return False
+    return not any(is_under(Path(path), private) for path in readable
+                   for private, _ in PRIVATE_TMPFS)
+
+
 @dataclass(frozen=True)
 class Limits:
     """Resource limits of one sandboxed submission."""
@@ -336,7 +347,7 @@ def _describe(level: str, mode: str = "") -> list[str]:
                    [f"bubblewrap run as uid {NOBODY} in an unprivileged user namespace (root may "
                     "not create namespaces here: " + (_try_level("bubblewrap", "root") or "")
                     + ")"])
-            if mode == "root" and templates_enabled():
+            if templates_usable(level, mode, python_runtime_paths()):
                 how.append("workers forked from a template sandbox that imported the "
                            "assignment's libraries once (started on their own where it cannot "
                            "start); a forked one gets new pid, mount, network, ipc and uts "
