@@ -227,23 +227,23 @@ def test_a_kill_ends_everything_the_worker_started_and_the_template_forks_again(
         again.close()
 
 
-def test_a_forked_workers_exit_is_reported_as_a_started_ones() -> None:
-    submission = _submission()
-    try:
-        with pytest.raises(WorkerCrashed) as exited:
-            submission.call("exit_with_seven")
-    finally:
-        submission.close()
-    assert str(exited.value) == ("exit_with_seven(): the notebook's code exited with status 7 "
-                                 "(sys.exit or os._exit in the notebook's code?)")
+def _crash_message(function: str) -> str:
+    """What a fresh forked worker's ``function()`` raises."""
     submission = _submission()
     try:
         with pytest.raises(WorkerCrashed) as crashed:
-            submission.call("segfault")
+            submission.call(function)
     finally:
         submission.close()
-    assert str(crashed.value) == ("segfault(): the notebook's code crashed with a segmentation "
-                                  "fault (SIGSEGV)")
+    return str(crashed.value)
+
+
+def test_a_forked_workers_exit_is_reported_as_a_started_ones() -> None:
+    assert _crash_message("exit_with_seven") == (
+        "exit_with_seven(): the notebook's code exited with status 7 (sys.exit or os._exit in "
+        "the notebook's code?)")
+    assert _crash_message("segfault") == (
+        "segfault(): the notebook's code crashed with a segmentation fault (SIGSEGV)")
 
 
 def test_a_template_that_cannot_start_is_not_used(monkeypatch: pytest.MonkeyPatch,

@@ -484,9 +484,9 @@ def hidden_in_layout(readable: Sequence[Path], hidden: Sequence[Path]) -> tuple[
     root."""
     requested = [*(Path(tree) for tree in SYSTEM_TREES), *map(Path, _SYSTEM_FILES),
                  *(Path(os.path.abspath(p)) for p in readable)]
-    return tuple(sorted({Path(os.path.abspath(h)) for h in hidden
-                         if any(is_under(Path(os.path.abspath(h)), r) or
-                                is_under(r, Path(os.path.abspath(h))) for r in requested)}))
+    paths = {Path(os.path.abspath(h)) for h in hidden}
+    return tuple(sorted(h for h in paths
+                        if any(is_under(h, r) or is_under(r, h) for r in requested)))
 
 
 def _bubblewrap_layout_args(layout: RootLayout) -> tuple[list[str], list[int]]:

@@ -34,7 +34,6 @@ when the worker's pid 1 has been reaped, is the worker's exit code, or 128 + N f
 from __future__ import annotations
 
 import ctypes
-import errno
 import fcntl
 import json
 import os
@@ -200,9 +199,7 @@ def _worker(fds: list[int], settings: dict[str, Any]) -> None:
 
     for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
-    os.closerange(3, 2**20)
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.closerange(3, 2**20)  # its signal handling was reset by its pid 1, before the fork
     scratch = Path(settings["scratch"])
     os.chdir(scratch)
     _become_nobody(settings)
@@ -338,10 +335,8 @@ class Template:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         self.control.send(b"ready")
         while True:
-            try:
-                ready, _, _ = select.select([self.control.fileno(), wake_read], [], [])
-            except InterruptedError:
-                continue
+            # An interrupted select or recv is retried by Python itself (PEP 475).
+            ready, _, _ = select.select([self.control.fileno(), wake_read], [], [])
             if wake_read in ready:
                 try:
                     while os.read(wake_read, 4096):
@@ -350,12 +345,7 @@ class Template:
                     pass
             self.reap()
             if self.control.fileno() in ready:
-                try:
-                    message, fds, _, _ = socket.recv_fds(self.control, REQUEST_BYTES, 4)
-                except OSError as exc:
-                    if exc.errno == errno.EINTR:
-                        continue
-                    raise
+                message, fds, _, _ = socket.recv_fds(self.control, REQUEST_BYTES, 4)
                 if not message:
                     return  # the checking process is gone: bubblewrap ends everything
                 self.control.send(self.handle(message, fds))
